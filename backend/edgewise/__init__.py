@@ -1,0 +1,32 @@
+"""edgewise: find circuits in transformer language models with Edge Attribution Patching.
+
+    import edgewise as ew
+    model = ew.load_model("toy-ioi")
+    pairs = ew.PromptPairs.from_file(model, "pairs.csv")
+    res = ew.attribute(model, pairs, method="eap", metric="logit_diff")
+    circuit = res.circuit(top_k=200)
+    ew.evaluate(model, pairs, circuit, metric="logit_diff")
+"""
+from .attribution import METHODS, AttributionResult, attribute
+from .circuit import Circuit
+from .data import PairsError, PromptPairs
+from .evaluate import Faithfulness, evaluate, faithfulness_curve, roc_auc
+from .graph import Graph, GraphConfig
+from .metrics import METRICS, register_metric
+
+__version__ = "0.1.0"
+
+__all__ = ["METHODS", "METRICS", "AttributionResult", "Circuit", "Faithfulness", "Graph", "GraphConfig",
+           "PairsError", "PromptPairs", "attribute", "evaluate", "faithfulness_curve", "load_model",
+           "load_task", "register_metric", "roc_auc"]
+
+
+def __getattr__(name):
+    # models/tasks pull in the zoo and (for hub models) transformers: load them on first use
+    if name == "load_model":
+        from .models import load_model
+        return load_model
+    if name == "load_task":
+        from .tasks import load_task
+        return load_task
+    raise AttributeError(f"module 'edgewise' has no attribute {name!r}")

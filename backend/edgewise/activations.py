@@ -1,0 +1,97 @@
+"""Source activations: the hooks that read them, and their ablated values (resample, zero, mean).
+
+All source activations of one batch live in one tensor `[n_sources, B, P, d_model]` in forward
+order, so the sources an input slot sees are the prefix `acts[:graph.n_upstream[slot]]`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from .graph import Graph
+
+ABLATIONS = ("resample", "zero", "mean")
+
+
+@contextmanager
+def edge_hooks_enabled(model, freeze: bool = False):
+    """Switch on the TransformerLens flags that expose per-head results and split q/k/v/MLP inputs;
+    with `freeze`, stop parameter gradients (attribution needs gradients of activations only).
+    Everything is restored on exit."""
+    cfg = model.cfg
+    saved = (cfg.use_split_qkv_input, cfg.use_attn_result, cfg.use_hook_mlp_in)
+    grads = [p.requires_grad for p in model.parameters()] if freeze else []
+    model.set_use_split_qkv_input(True)
+    model.set_use_attn_result(True)
+    if not cfg.attn_only:
+        model.set_use_hook_mlp_in(True)
+    if freeze:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        model.set_use_split_qkv_input(saved[0])
+        model.set_use_attn_result(saved[1])
+        model.cfg.use_hook_mlp_in = saved[2]
+        for p, g in zip(model.parameters(), grads):
+            p.requires_grad_(g)
+
+
+def write_hooks(graph: Graph, acts: torch.Tensor, sign: float = 1.0):
+    """Forward hooks that store (sign=+1) or subtract (sign=−1) each source's output into `acts`."""
+
+    def make(rows):
+        def hook(x, hook):  # x: [B, P, d] or, for heads, [B, P, H, d]
+            x = x.detach()
+            if x.dim() == 4:
+                x = x.permute(2, 0, 1, 3)
+            if sign > 0:
+                acts[rows] = x
+            else:
+                acts[rows] -= x
+        return hook
+
+    return [(name, make(rows)) for name, rows in graph.source_hooks()]
+
+
+def new_acts(model, graph: Graph, batch) -> torch.Tensor:
+    B, P = batch.clean.shape
+    return torch.zeros(graph.n_sources, B, P, model.cfg.d_model, dtype=model.cfg.dtype, device=batch.clean.device)
+
+
+def ablated_acts(model, graph: Graph, batch, ablation: str, means: torch.Tensor | None = None):
+    """What each source is replaced by: `[n_sources, B, P, d_model]`, and the corrupted logits
+    (resample ablation only, else None)."""
+    acts = new_acts(model, graph, batch)
+    if ablation == "resample":
+        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(graph, acts)):
+            logits = model(batch.corrupted)
+        return acts, logits
+    if ablation == "zero":
+        return acts, None
+    if ablation == "mean":
+        if means is None:
+            raise ValueError("mean ablation needs the source means (source_means)")
+        acts += means[:, None, None, :]
+        return acts, None
+    raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+
+
+def source_means(model, graph: Graph, pairs, batch_size: int, device, split_lengths: bool) -> torch.Tensor:
+    """[n_sources, d_model]: each source's mean output over the real positions of the corrupted
+    prompts (the reference distribution the user supplied) — EAP-IG's `intervention='mean'`."""
+    total = torch.zeros(graph.n_sources, model.cfg.d_model, dtype=model.cfg.dtype, device=device)
+    count = 0
+    for batch in pairs.batches(batch_size, device, split_lengths):
+        acts = new_acts(model, graph, batch)
+        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(graph, acts)):
+            model(batch.corrupted)
+        total += (acts * batch.mask[None, :, :, None]).sum((1, 2))
+        count += int(batch.mask.sum())
+    return total / count
+
+
+def is_bidirectional(model) -> bool:
+    return getattr(model.cfg, "attention_dir", "causal") != "causal"

@@ -1,0 +1,208 @@
+"""Edge attribution: a score for every edge of the graph from a few passes over the prompt pairs.
+
+    score(u→v) = mean over pairs of Σ_pos (a_abl(u) − a_clean(u)) · ∂metric/∂input_v
+
+(EAP, Syed, Rager & Conmy 2023). a_abl is the corrupted prompt's activation (resample), zero, or
+the mean; a score approximates the change in the metric when edge u→v alone carries a_abl(u).
+Methods differ only in *where* ∂metric/∂input_v is taken (α = how far the run is from the ablated end):
+  eap                 the clean run (α = 1)
+  eap-ig-inputs       the input embedding at α = k/m, k = 1..m, averaged (Hanna et al. 2024);
+                      so ig_steps=1 is exactly eap
+  eap-ig-activations  for the sources of one layer-group (input, a layer's heads, an MLP), their
+                      outputs at α = k/m while everything else is clean; scores only those rows
+  clean-corrupted     the clean run and the ablated run (α = 0), averaged
+  exact               no gradient: the measured change in the metric when only u→v is patched
+One data loop serves all; scoring is one matmul per input slot, over the sources upstream of it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, source_means, write_hooks
+from .graph import Graph
+from .metrics import get_metric, warn_if_vanishing
+from .patching import run_patched
+
+METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "exact")
+
+
+@dataclass(frozen=True)
+class GradientPoint:
+    """Where one backward pass takes its gradient: the outputs of source hook `hook` (index into
+    graph.source_hooks(); 0 = input embedding) at α between ablated (0) and clean (1)."""
+
+    hook: int
+    alpha: float
+    rows: slice  # score rows (sources) this gradient serves
+    weight: float
+
+
+def gradient_points(method: str, graph: Graph, ig_steps: int) -> list[GradientPoint]:
+    every = slice(0, graph.n_sources)
+    if method == "eap":
+        return [GradientPoint(0, 1.0, every, 1.0)]
+    if method == "clean-corrupted":
+        return [GradientPoint(0, 1.0, every, 0.5), GradientPoint(0, 0.0, every, 0.5)]
+    if ig_steps < 1:
+        raise ValueError(f"ig_steps must be ≥ 1, got {ig_steps}")
+    alphas = [k / ig_steps for k in range(1, ig_steps + 1)]
+    if method == "eap-ig-inputs":
+        return [GradientPoint(0, a, every, 1 / ig_steps) for a in alphas]
+    if method == "eap-ig-activations":
+        points = []
+        for h, (_, rows) in enumerate(graph.source_hooks()):
+            rows = rows if isinstance(rows, slice) else slice(rows, rows + 1)
+            points += [GradientPoint(h, a, rows, 1 / ig_steps) for a in alphas]
+        return points
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+@dataclass
+class AttributionResult:
+    """Scores of every edge. `matrix` is the dense [n_sources, n_inputs] truth; `edges`/`scores` are its view."""
+
+    graph: Graph
+    matrix: torch.Tensor
+    method: str
+    metric: str
+    ablation: str
+    n_pairs: int
+    dataset_sha256: str = ""
+    model: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def edges(self) -> list[str]:
+        return self.graph.edge_names
+
+    @property
+    def scores(self) -> torch.Tensor:
+        return self.matrix[self.graph.edge_mask]
+
+    def ranking(self) -> torch.Tensor:
+        """Edge positions by |score|, largest first (ties keep graph order)."""
+        return torch.argsort(self.scores.abs(), descending=True, stable=True)
+
+    def circuit(self, top_k: int | None = None, min_abs_score: float | None = None):
+        """The circuit of the top_k edges by |score|, or of every edge with |score| ≥ min_abs_score."""
+        from .circuit import Circuit
+
+        return Circuit.from_scores(self.graph, self.scores, top_k=top_k, min_abs_score=min_abs_score,
+                                   model=self.model, method=self.method, metric=self.metric,
+                                   dataset={"n_pairs": self.n_pairs, "sha256": self.dataset_sha256})
+
+
+def attribute(model, pairs, method: str = "eap", metric="logit_diff", batch_size: int = 32,
+              ablation: str = "resample", ig_steps: int = 5, progress=None) -> AttributionResult:
+    """Score every edge of `model` (any TransformerLens HookedTransformer) on `pairs`.
+
+    progress(fraction) is called after each unit of work; it may raise to cancel the run.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+    graph = Graph.from_model(model)
+    m = get_metric(metric)
+    notes = [w for w in [warn_if_vanishing(m, method)] if w] + list(getattr(pairs, "warnings", []))
+    device = model.cfg.device
+    split = is_bidirectional(model)
+    scores = torch.zeros(graph.n_sources, graph.n_inputs, dtype=model.cfg.dtype, device=device)
+    points = [] if method == "exact" else gradient_points(method, graph, ig_steps)
+    n_batches = pairs.n_batches(batch_size, split)
+    with edge_hooks_enabled(model, freeze=True):
+        means = source_means(model, graph, pairs, batch_size, device, split) if ablation == "mean" else None
+        for b, batch in enumerate(pairs.batches(batch_size, device, split)):
+            abl, _ = ablated_acts(model, graph, batch, ablation, means)
+            if method == "exact":
+                _exact_batch(model, graph, batch, m, abl, scores,
+                             lambda f: progress and progress((b + f) / n_batches))
+            else:
+                _gradient_batch(model, graph, batch, m, abl, points, scores,
+                                lambda f: progress and progress((b + f) / n_batches))
+    scores /= len(pairs)
+    return AttributionResult(graph, scores.cpu(), method, m.name, ablation, len(pairs),
+                             pairs.sha256() if hasattr(pairs, "sha256") else "",
+                             getattr(model.cfg, "model_name", ""), notes)
+
+
+def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress):
+    """Add Σ_pairs Σ_pos diff·grad for every point to `scores`. `diff` enters holding a_abl and is
+    turned into a_abl − a_clean by the clean pass (the gradient pass itself, for plain EAP)."""
+    clean_pass = write_hooks(graph, diff, sign=-1.0)
+    fused = len(points) == 1 and points[0].alpha == 1.0  # eap: one clean forward fills diff and takes the gradient
+    if not fused:
+        with torch.no_grad(), model.hooks(fwd_hooks=clean_pass):
+            batch.clean_logits = model(batch.clean)
+        diff *= batch.mask[None, :, :, None]  # padding never counts
+    hook_names = graph.source_hooks()
+    for k, p in enumerate(points):
+        name, rows = hook_names[p.hook]
+        hooks = [("blocks.0.hook_resid_pre", _leaf_hook)]
+        if p.alpha != 1.0:
+            hooks.append((name, _interpolation_hook(diff[rows], 1.0 - p.alpha)))
+        hooks += (clean_pass if fused else []) + _grad_hooks(graph, diff, scores, p.rows, p.weight)
+        with model.hooks(fwd_hooks=hooks):
+            logits = model(batch.clean)
+            if fused:
+                batch.clean_logits = logits.detach()
+                diff *= batch.mask[None, :, :, None]
+            metric(logits, batch).sum().backward()
+        progress((k + 1) / len(points))
+
+
+def _leaf_hook(x, hook):
+    """Start the autograd graph at the residual stream (parameters are frozen)."""
+    return x.detach().requires_grad_(True)
+
+
+def _interpolation_hook(diff_rows, beta):
+    """output ← output + β (a_abl − a_clean): β = 1 − α moves it from clean toward ablated."""
+
+    def hook(x, hook):
+        d = diff_rows.permute(1, 2, 0, 3) if x.dim() == 4 else diff_rows
+        return x + beta * d
+
+    return hook
+
+
+def _grad_hooks(graph: Graph, diff, scores, rows: slice, weight: float):
+    """Forward hooks on the input slots that register a gradient hook: when ∂metric/∂input arrives,
+    scores[u, v] += weight · Σ_{b,p,d} diff[u, b, p, d] · grad[b, p, (h,) d] for upstream sources u."""
+    hooks = []
+    for name, cols in graph.input_hooks():
+        first = cols.start if isinstance(cols, slice) else cols
+        r0, r1 = rows.start, min(rows.stop, int(graph.n_upstream[first]))
+        if r1 <= r0:
+            continue
+
+        def on_grad(g, r0=r0, r1=r1, cols=cols):
+            d = diff[r0:r1].reshape(r1 - r0, -1)  # [n, B·P·d]
+            if g.dim() == 4:  # [B, P, H, d] → [B·P·d, H]
+                scores[r0:r1, cols] += weight * (d @ g.permute(0, 1, 3, 2).reshape(-1, g.shape[2]))
+            else:
+                scores[r0:r1, cols] += weight * (d @ g.reshape(-1))
+
+        def hook(x, hook, on_grad=on_grad):
+            if x.requires_grad:
+                x.register_hook(on_grad)
+
+        hooks.append((name, hook))
+    return hooks
+
+
+def _exact_batch(model, graph, batch, metric, abl, scores, progress):
+    """For every edge alone: Σ_pairs metric(clean with that edge patched) − metric(clean)."""
+    with torch.no_grad():
+        batch.clean_logits = model(batch.clean)
+        base = metric(batch.clean_logits, batch)
+        edges = graph.edge_index.tolist()
+        for k, (s, i) in enumerate(edges):
+            one = torch.zeros_like(graph.edge_mask)
+            one[s, i] = True
+            scores[s, i] += (metric(run_patched(model, graph, batch, abl, one), batch) - base).sum()
+            if k % 64 == 63:
+                progress((k + 1) / len(edges))
+    progress(1.0)

@@ -1,0 +1,291 @@
+"""Prompt pairs: parse CSV / JSON / JSONL, validate against a model, tokenize, and batch.
+
+A record is {"clean", "corrupted", "answer", "wrong_answer"}; each text field may instead be a list
+of token ids. Aliases: corrupt → corrupted; label, correct → answer; incorrect, distractor →
+wrong_answer; auto-circuit's {"prompts": [{"clean", "corrupt", "answers", "wrong_answers"}]} too.
+Every rejection is a `PairsError` naming the row (1-based, over records) and the field.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+FIELDS = ("clean", "corrupted", "answer", "wrong_answer")
+ALIASES = {"corrupt": "corrupted", "label": "answer", "correct": "answer", "answers": "answer",
+           "incorrect": "wrong_answer", "distractor": "wrong_answer", "wrong_answers": "wrong_answer"}
+
+
+class PairsError(ValueError):
+    """A prompt-pair file or record that cannot be used; `row` and `field` say where (None if global)."""
+
+    def __init__(self, message: str, row: int | None = None, field: str | None = None):
+        self.row, self.field, self.detail = row, field, message
+        where = ", ".join(p for p in (f"row {row}" if row is not None else "",
+                                      f'field "{field}"' if field else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+# ---------------------------------------------------------------- parsing (no model needed)
+def parse_records(data: bytes | str, filename: str = "") -> list[dict]:
+    """Records from the bytes of a CSV, JSON or JSONL file; the format is taken from the name, else sniffed."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise PairsError(f"file is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+    text = data.strip()
+    if not text:
+        raise PairsError("file is empty")
+    ext = filename.lower().rsplit(".", 1)[-1] if "." in filename else ""
+    if ext == "csv" or (ext not in ("json", "jsonl") and text[0] not in "[{"):
+        return _parse_csv(text)
+    if ext == "jsonl" or (ext != "json" and text[0] == "{" and "\n{" in text):
+        return _parse_jsonl(text)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PairsError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    return _records_from_json(obj)
+
+
+def _parse_csv(text: str) -> list[dict]:
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as e:
+        raise PairsError(f"malformed CSV: {e}") from None
+    for i, row in enumerate(rows, 1):
+        if None in row:  # more cells than header columns
+            raise PairsError(f"{len(row) - 1 + len(row[None])} cells, the header has {len(row) - 1} columns", row=i)
+    return rows
+
+
+def _parse_jsonl(text: str) -> list[dict]:
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise PairsError(f"invalid JSON on line {lineno}, column {e.colno}: {e.msg}", row=len(records) + 1) from None
+    return records
+
+
+def _records_from_json(obj) -> list[dict]:
+    if isinstance(obj, dict):
+        for key in ("pairs", "prompts"):
+            if isinstance(obj.get(key), list):
+                return obj[key]
+        raise PairsError('JSON object must hold a list under "pairs" or "prompts"')
+    if isinstance(obj, list):
+        return obj
+    raise PairsError("JSON must be a list of records or an object with a \"pairs\" list")
+
+
+def normalize_record(rec, row: int) -> dict:
+    """Map aliases to the four field names; check required fields are present."""
+    if not isinstance(rec, dict):
+        raise PairsError(f"expected an object with fields {', '.join(FIELDS)}, got {type(rec).__name__}", row=row)
+    out = {}
+    for key, value in rec.items():
+        name = ALIASES.get(key.strip().lower() if isinstance(key, str) else key, key)
+        if isinstance(name, str):
+            name = name.strip().lower()
+        if name in FIELDS:
+            if key in ("answers", "wrong_answers") or (name in ("answer", "wrong_answer") and isinstance(value, list)
+                                                       and value and not isinstance(value[0], int)):
+                value = _single_answer(value, row, name)
+            out[name] = value
+    for name in ("clean", "corrupted"):
+        if out.get(name) in (None, "", []):
+            raise PairsError("missing" if name not in out else "empty", row=row, field=name)
+    return out
+
+
+def _single_answer(value, row: int, field: str):
+    """auto-circuit gives lists of answers; edgewise scores one answer per pair."""
+    if not isinstance(value, list) or len(value) == 0:
+        raise PairsError("expected a non-empty list", row=row, field=field)
+    if len(value) > 1:
+        raise PairsError(f"{len(value)} answers given; edgewise uses exactly one per pair", row=row, field=field)
+    return value[0]
+
+
+# ---------------------------------------------------------------- tokenized pairs
+@dataclass
+class Batch:
+    """One batch of pairs, right-padded to the longest prompt. Shapes: [B, P] and [B]."""
+
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    answer: torch.Tensor | None
+    wrong_answer: torch.Tensor | None
+    last: torch.Tensor  # index of each pair's last real position
+    mask: torch.Tensor  # [B, P] True at real positions
+    index: torch.Tensor  # pair indices into the PromptPairs
+    clean_logits: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.clean.shape[0]
+
+
+class PromptPairs:
+    """Tokenized clean/corrupted prompt pairs with single-token answers."""
+
+    def __init__(self, clean, corrupted, answer, wrong_answer, warnings=(), records=None):
+        self.clean: list[list[int]] = clean
+        self.corrupted: list[list[int]] = corrupted
+        self.answer: list[int] | None = answer
+        self.wrong_answer: list[int] | None = wrong_answer
+        self.warnings: list[str] = list(warnings)
+        self.records: list[dict] = records or []
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    @classmethod
+    def from_records(cls, model, records, *, max_pairs: int | None = None) -> "PromptPairs":
+        """Validate and tokenize records against `model` (a HookedTransformer)."""
+        records = list(records)
+        if not records:
+            raise PairsError("no prompt pairs given")
+        if max_pairs is not None and len(records) > max_pairs:
+            raise PairsError(f"{len(records)} pairs, the limit is {max_pairs}")
+        tok = _Tokenizer(model)
+        clean, corrupted, answer, wrong, kept, warnings = [], [], [], [], [], []
+        has_answers = None
+        for row, raw in enumerate(records, 1):
+            rec = normalize_record(raw, row)
+            c = tok.prompt(rec["clean"], row, "clean")
+            x = tok.prompt(rec["corrupted"], row, "corrupted")
+            if len(c) != len(x):
+                raise PairsError(f"{len(x)} tokens, clean has {len(c)}; a pair's prompts must have equal length",
+                                 row=row, field="corrupted")
+            present = rec.get("answer") not in (None, "")
+            if has_answers is None:
+                has_answers = present
+            elif present != has_answers:
+                raise PairsError("missing, but earlier rows have answers" if has_answers else
+                                 "given, but earlier rows have none", row=row, field="answer")
+            if has_answers:
+                if rec.get("wrong_answer") in (None, ""):
+                    raise PairsError("missing", row=row, field="wrong_answer")
+                answer.append(tok.answer(rec["answer"], row, "answer"))
+                wrong.append(tok.answer(rec["wrong_answer"], row, "wrong_answer"))
+            if c == x:
+                warnings.append(f"row {row}: clean and corrupted prompts are identical (this pair scores 0)")
+            clean.append(c)
+            corrupted.append(x)
+            kept.append(rec)
+        return cls(clean, corrupted, answer if has_answers else None, wrong if has_answers else None,
+                   warnings, kept)
+
+    @classmethod
+    def from_file(cls, model, path_or_data, filename: str | None = None, **kw) -> "PromptPairs":
+        """From a path, or from bytes/str with `filename` telling the format."""
+        if isinstance(path_or_data, (str, Path)) and filename is None:
+            path = Path(path_or_data)
+            return cls.from_records(model, parse_records(path.read_bytes(), path.name), **kw)
+        return cls.from_records(model, parse_records(path_or_data, filename or ""), **kw)
+
+    def sha256(self) -> str:
+        """Content hash of the tokenized pairs (same pairs, same hash, whatever the file format)."""
+        blob = json.dumps([self.clean, self.corrupted, self.answer, self.wrong_answer], separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def subset(self, indices) -> "PromptPairs":
+        pick = lambda xs: None if xs is None else [xs[i] for i in indices]  # noqa: E731
+        return PromptPairs(pick(self.clean), pick(self.corrupted), pick(self.answer), pick(self.wrong_answer),
+                           records=pick(self.records) if self.records else None)
+
+    def batches(self, batch_size: int, device="cpu", split_lengths: bool = False):
+        """Yield `Batch`es of pairs sorted by length (less padding). With `split_lengths`, a batch
+        holds one length only: models with bidirectional attention would otherwise attend to padding."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        order = sorted(range(len(self)), key=lambda i: len(self.clean[i]))
+        chunk: list[int] = []
+        for i in order:
+            if chunk and (len(chunk) == batch_size or (split_lengths and len(self.clean[i]) != len(self.clean[chunk[0]]))):
+                yield self._batch(chunk, device)
+                chunk = []
+            chunk.append(i)
+        if chunk:
+            yield self._batch(chunk, device)
+
+    def n_batches(self, batch_size: int, split_lengths: bool = False) -> int:
+        return sum(1 for _ in self.batches(batch_size, split_lengths=split_lengths)) if split_lengths \
+            else -(-len(self) // batch_size)
+
+    def _batch(self, idx: list[int], device) -> Batch:
+        lengths = torch.tensor([len(self.clean[i]) for i in idx])
+        P = int(lengths.max())
+        clean = torch.zeros(len(idx), P, dtype=torch.long)
+        corrupted = torch.zeros_like(clean)
+        for b, i in enumerate(idx):
+            clean[b, : lengths[b]] = torch.tensor(self.clean[i])
+            corrupted[b, : lengths[b]] = torch.tensor(self.corrupted[i])
+        # right padding (token 0) keeps positions 0..len-1; under causal attention it never reaches a real position
+        ans = None if self.answer is None else torch.tensor([self.answer[i] for i in idx], device=device)
+        wrong = None if self.wrong_answer is None else torch.tensor([self.wrong_answer[i] for i in idx], device=device)
+        mask = torch.arange(P)[None, :] < lengths[:, None]
+        return Batch(clean.to(device), corrupted.to(device), ans, wrong, (lengths - 1).to(device),
+                     mask.to(device), torch.tensor(idx, device=device))
+
+
+class _Tokenizer:
+    """Text or token ids → token ids, checked against the model's vocabulary and context."""
+
+    def __init__(self, model):
+        self.model = model
+        self.d_vocab = model.cfg.d_vocab
+        self.n_ctx = model.cfg.n_ctx
+
+    def _ids(self, value, row: int, field: str, prepend_bos: bool) -> list[int]:
+        if isinstance(value, bool):
+            raise PairsError("expected text or token ids, got a boolean", row=row, field=field)
+        if isinstance(value, int):
+            value = [value]
+        if isinstance(value, str) and value.strip().startswith("["):  # token ids written in a CSV cell
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise PairsError(f"{value!r} looks like a token-id list but is not valid JSON", row=row, field=field) from None
+        if isinstance(value, list):
+            if not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+                raise PairsError("token-id list must hold integers only", row=row, field=field)
+            ids = list(value)
+        elif isinstance(value, str):
+            if self.model.tokenizer is None:
+                raise PairsError("this model has no tokenizer: give token ids (a list of integers)", row=row, field=field)
+            ids = self.model.to_tokens(value, prepend_bos=prepend_bos, truncate=False)[0].tolist()
+        else:
+            raise PairsError(f"expected text or a list of token ids, got {type(value).__name__}", row=row, field=field)
+        bad = [t for t in ids if not 0 <= t < self.d_vocab]
+        if bad:
+            raise PairsError(f"token id {bad[0]} outside the vocabulary (0..{self.d_vocab - 1})", row=row, field=field)
+        return ids
+
+    def prompt(self, value, row: int, field: str) -> list[int]:
+        ids = self._ids(value, row, field, prepend_bos=bool(self.model.cfg.default_prepend_bos))
+        if not ids:
+            raise PairsError("empty prompt", row=row, field=field)
+        if len(ids) > self.n_ctx:
+            raise PairsError(f"{len(ids)} tokens, the model's context is {self.n_ctx}", row=row, field=field)
+        return ids
+
+    def answer(self, value, row: int, field: str) -> int:
+        ids = self._ids(value, row, field, prepend_bos=False)
+        if len(ids) != 1:
+            shown = ""
+            if isinstance(value, str) and self.model.tokenizer is not None:
+                shown = " (" + " | ".join(repr(self.model.tokenizer.decode([t])) for t in ids) + ")"
+            raise PairsError(f"{value!r} is {len(ids)} tokens{shown}; answers must be a single token",
+                             row=row, field=field)
+        return ids[0]

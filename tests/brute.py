@@ -1,0 +1,69 @@
+"""Independent references for the tests: single-pair runs with plain TransformerLens hooks.
+
+Nothing here imports edgewise's patching or attribution code; edge names are parsed by hand.
+"""
+import re
+
+import torch
+
+
+def _flags(model):
+    model.set_use_split_qkv_input(True)
+    model.set_use_attn_result(True)
+    if not model.cfg.attn_only:
+        model.set_use_hook_mlp_in(True)
+
+
+def source_act(cache, name):
+    """[1, P, d] output of a source node from a TL cache."""
+    if name == "input":
+        return cache["blocks.0.hook_resid_pre"]
+    m = re.fullmatch(r"a(\d+)\.h(\d+)", name)
+    if m:
+        return cache[f"blocks.{m[1]}.attn.hook_result"][:, :, int(m[2])]
+    return cache[f"blocks.{name[1:]}.hook_mlp_out"]
+
+
+def input_hook(model, dst):
+    """(hook name, head index or None) where input slot `dst` reads the residual stream."""
+    m = re.fullmatch(r"a(\d+)\.h(\d+)<([qkv])>", dst)
+    if m:
+        return f"blocks.{m[1]}.hook_{m[3]}_input", int(m[2])
+    if dst == "logits":
+        return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", None
+    return f"blocks.{dst[1:]}.hook_mlp_in", None
+
+
+def logit_diff_last(logits, answer, wrong):
+    return (logits[0, -1, answer] - logits[0, -1, wrong]).item()
+
+
+def edge_patched_metric(model, clean, replacement_cache, clean_cache, edge, eps, answer, wrong):
+    """logit diff of the clean prompt when input slot DST additionally receives
+    eps × (replacement − clean) output of SRC (one pair, no batching)."""
+    src, dst = edge.split("->")
+    delta = eps * (source_act(replacement_cache, src) - source_act(clean_cache, src))
+    hook_name, head = input_hook(model, dst)
+
+    def add(x, hook):
+        x = x.clone()
+        if head is None:
+            x += delta
+        else:
+            x[:, :, head] += delta
+        return x
+
+    logits = model.run_with_hooks(torch.tensor([clean]), fwd_hooks=[(hook_name, add)])
+    return logit_diff_last(logits, answer, wrong)
+
+
+def caches(model, clean, corrupted):
+    _flags(model)
+    with torch.no_grad():
+        _, cc = model.run_with_cache(torch.tensor([clean]))
+        _, xc = model.run_with_cache(torch.tensor([corrupted]))
+    return cc, xc
+
+
+def zero_cache(cache):
+    return {k: torch.zeros_like(v) for k, v in cache.items()}
