@@ -133,3 +133,21 @@ def test_bad_circuit_json_is_named(text, msg):
 def test_normalized_is_nan_without_a_gap():
     f = ew.Faithfulness(1.0, 1.0, 0.5, 3)
     assert math.isnan(f.normalized) and f.to_dict()["normalized"] is None
+
+
+@pytest.mark.parametrize("ablation", ["resample", "mean"])
+def test_cached_evaluator_gives_the_same_values_with_fewer_passes(model, pairs, ablation):
+    from edgewise.evaluate import CircuitEvaluator
+
+    res = ew.attribute(model, pairs, method="eap")
+    ev = CircuitEvaluator(model, pairs, ablation=ablation, batch_size=4, cache=True)
+    first = ev.faithfulness(res.circuit(top_k=10))
+    calls = []
+    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    second = ev.faithfulness(res.circuit(top_k=10))
+    other = ev.faithfulness(res.circuit(top_k=30))
+    handle.remove()
+    assert len(calls) == 2 * pairs.n_batches(4)  # one patched forward per batch per circuit
+    assert second.to_dict() == first.to_dict()
+    assert other.to_dict() == pytest.approx(ew.evaluate(model, pairs, res.circuit(top_k=30), ablation=ablation).to_dict(),
+                                            rel=1e-12)

@@ -49,43 +49,82 @@ def keep_mask(graph: Graph, circuit) -> torch.Tensor:
     return graph.mask_from_edges(circuit)
 
 
-def evaluate_masks(model, pairs, masks, metric="logit_diff", ablation="resample", batch_size: int = 32,
-                   progress=None) -> tuple[float, float, list[float]]:
-    """Mean metric over pairs on the clean run, the fully ablated run, and each kept-edge mask.
-    One data loop: each batch's ablated activations serve every mask."""
-    if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
-    graph = Graph.from_model(model)
-    m = get_metric(metric)
-    device, split = model.cfg.device, is_bidirectional(model)
-    clean = corrupted = 0.0
-    totals = [0.0] * len(masks)
-    n_batches = pairs.n_batches(batch_size, split)
-    with edge_hooks_enabled(model), torch.no_grad():
-        means = source_means(model, graph, pairs, batch_size, device, split) if ablation == "mean" else None
-        for b, batch in enumerate(pairs.batches(batch_size, device, split)):
-            abl, corrupted_logits = ablated_acts(model, graph, batch, ablation, means)
+class CircuitEvaluator:
+    """Faithfulness of many circuits on one dataset. The clean and ablated runs of each batch are
+    done once; with `cache=True` their results (`[n_sources, B, P, d]` per batch) are kept, so each
+    later circuit costs one patched forward pass per batch (what the web view's slider needs)."""
+
+    def __init__(self, model, pairs, metric="logit_diff", ablation="resample", batch_size: int = 32,
+                 cache: bool = False):
+        if ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+        self.model, self.pairs, self.batch_size, self.cache = model, pairs, batch_size, cache
+        self.graph = Graph.from_model(model)
+        self.metric, self.ablation = get_metric(metric), ablation
+        self.split = is_bidirectional(model)
+        self._kept: list | None = None
+        self.metric_clean = self.metric_corrupted = None
+
+    def _batches(self):
+        """(batch, ablated source activations) per batch; the first pass also sums the baselines."""
+        if self._kept is not None:
+            yield from self._kept
+            return
+        model, graph, m = self.model, self.graph, self.metric
+        device = model.cfg.device
+        means = (source_means(model, graph, self.pairs, self.batch_size, device, self.split)
+                 if self.ablation == "mean" else None)
+        clean = corrupted = 0.0
+        kept = []
+        for batch in self.pairs.batches(self.batch_size, device, self.split):
+            abl, corrupted_logits = ablated_acts(model, graph, batch, self.ablation, means)
             batch.clean_logits = model(batch.clean)
             clean += float(m(batch.clean_logits, batch).sum())
             if corrupted_logits is None:  # zero / mean: the fully ablated model
                 corrupted_logits = run_patched(model, graph, batch, abl, graph.edge_mask)
             corrupted += float(m(corrupted_logits, batch).sum())
-            for j, keep in enumerate(masks):
-                removed = graph.edge_mask & ~keep
-                logits = batch.clean_logits if not removed.any() else run_patched(model, graph, batch, abl, removed)
-                totals[j] += float(m(logits, batch).sum())
-                if progress:
-                    progress((b + (j + 1) / len(masks)) / n_batches)
-    n = len(pairs)
-    return clean / n, corrupted / n, [t / n for t in totals]
+            if self.cache:
+                kept.append((batch, abl))
+            yield batch, abl
+        self.metric_clean, self.metric_corrupted = clean / len(self.pairs), corrupted / len(self.pairs)
+        if self.cache:
+            self._kept = kept
+
+    def metrics(self, masks, progress=None) -> list[float]:
+        """Mean metric over pairs with each kept-edge mask ([n_sources, n_inputs] bool)."""
+        graph, m = self.graph, self.metric
+        totals = [0.0] * len(masks)
+        n_batches = self.pairs.n_batches(self.batch_size, self.split)
+        with edge_hooks_enabled(self.model), torch.no_grad():
+            for b, (batch, abl) in enumerate(self._batches()):
+                for j, keep in enumerate(masks):
+                    removed = graph.edge_mask & ~keep
+                    logits = (batch.clean_logits if not removed.any()
+                              else run_patched(self.model, graph, batch, abl, removed))
+                    totals[j] += float(m(logits, batch).sum())
+                    if progress:
+                        progress((b + (j + 1) / len(masks)) / n_batches)
+        return [t / len(self.pairs) for t in totals]
+
+    def faithfulness(self, circuit, progress=None) -> Faithfulness:
+        keep = keep_mask(self.graph, circuit)
+        (value,) = self.metrics([keep], progress)
+        return Faithfulness(self.metric_clean, self.metric_corrupted, value, int(keep.sum()))
+
+
+def evaluate_masks(model, pairs, masks, metric="logit_diff", ablation="resample", batch_size: int = 32,
+                   progress=None) -> tuple[float, float, list[float]]:
+    """Mean metric over pairs on the clean run, the fully ablated run, and each kept-edge mask.
+    One data loop: each batch's ablated activations serve every mask."""
+    ev = CircuitEvaluator(model, pairs, metric, ablation, batch_size)
+    values = ev.metrics(masks, progress)
+    return ev.metric_clean, ev.metric_corrupted, values
 
 
 def evaluate(model, pairs, circuit, metric="logit_diff", ablation="resample", batch_size: int = 32,
              progress=None) -> Faithfulness:
     """Faithfulness of `circuit` (a Circuit, edge names, or a bool mask) on `pairs`."""
-    keep = keep_mask(Graph.from_model(model), circuit)
-    clean, corrupted, (with_circuit,) = evaluate_masks(model, pairs, [keep], metric, ablation, batch_size, progress)
-    return Faithfulness(clean, corrupted, with_circuit, int(keep.sum()))
+    return CircuitEvaluator(model, pairs, metric, ablation, batch_size).faithfulness(circuit, progress)
 
 
 def log_spaced_ks(n_edges: int, n_points: int = 24) -> list[int]:
