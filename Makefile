@@ -3,11 +3,13 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+NPM_STAMP := frontend/node_modules/.installed
+CHROMIUM  := /usr/bin/chromium
 export HF_HUB_OFFLINE := 1
 
 .PHONY: setup run test bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NPM_STAMP)
 
 # torch first and pinned (the CPU wheel lies on the dev machines; any looser spec pulls a CUDA build);
 # the stamp depends on pyproject.toml so a second `make test` installs nothing.
@@ -18,14 +20,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[web,test]'
 	touch $(STAMP)
 
+# the page's libraries (cytoscape, plotly), served by the backend under /vendor/; again only when the lock changes
+$(NPM_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+# the browser tests drive Debian's chromium (never `playwright install`); installed only when missing
+$(CHROMIUM):
+	$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update
+	$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y chromium
+
 run: setup
 	$(BIN)/edgewise serve
 
-test: setup
+test: setup $(CHROMIUM)
+	node --test tests/js/
 	$(BIN)/python -m pytest tests
 
-bench: setup
+bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_attribution.py
+	$(BIN)/python bench/bench_slider.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache frontend/node_modules

@@ -11,6 +11,7 @@ Token ids only (no tokenizer): 0 is BOS, 1..63 are content tokens.
 """
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -21,9 +22,9 @@ from zoo_io import save_model, save_task
 SEED, V, N_CTX, BOS = 0, 64, 24, 0
 
 
-def make_config() -> HookedTransformerConfig:
+def make_config(n_heads: int = 2) -> HookedTransformerConfig:
     return HookedTransformerConfig(
-        model_name="toy-induction", n_layers=2, n_heads=2, d_model=64, d_head=32, n_ctx=N_CTX, d_vocab=V,
+        model_name="toy-induction", n_layers=2, n_heads=n_heads, d_model=64, d_head=64 // n_heads, n_ctx=N_CTX, d_vocab=V,
         attn_only=True, act_fn=None, normalization_type=None, positional_embedding_type="standard",
         default_prepend_bos=False, seed=SEED, device="cpu")
 
@@ -44,11 +45,13 @@ def batch(g: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return toks, mask
 
 
-def train(steps: int = 2500, batch_size: int = 64, lr: float = 1e-3) -> HookedTransformer:
+def train(steps: int = 6000, batch_size: int = 64, lr: float = 2e-3, n_heads: int = 2,
+          weight_decay: float = 0.01) -> HookedTransformer:
     torch.manual_seed(SEED)
     g = torch.Generator().manual_seed(SEED)
-    model = HookedTransformer(make_config())
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model = HookedTransformer(make_config(n_heads))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     for step in range(steps):
         toks, mask = batch(g, batch_size)
         logp = model(toks).log_softmax(-1)[:, :-1]
@@ -57,21 +60,26 @@ def train(steps: int = 2500, batch_size: int = 64, lr: float = 1e-3) -> HookedTr
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 250 == 0 or step == steps - 1:
+        sched.step()
+        if step % 500 == 0 or step == steps - 1:
             print(f"step {step:5d}  loss {loss.item():.4f}", flush=True)
     return model.eval()
 
 
 def make_pairs(n: int = 100, seg_len: int = 8, prefix: int = 5, seed: int = 1) -> list[dict]:
-    """clean = BOS, A, A[:prefix] → answer A[prefix] (the token after the last token's earlier
-    occurrence). corrupted = BOS, B, A[:prefix] with B disjoint from A → wrong_answer B[prefix]."""
+    """clean = BOS, A, A[:prefix]: the last token A[prefix-1] occurred before, so the answer is
+    A[prefix], the token that followed it. corrupted = the same with that earlier occurrence
+    replaced by a fresh token: the previous-token head now reports the fresh token before A[prefix],
+    so the induction head's key no longer matches, while every token it could copy is unchanged —
+    the pair isolates the K-composition path. wrong_answer: a token in neither prompt."""
     g = torch.Generator().manual_seed(seed)
     records = []
     for _ in range(n):
         perm = (torch.randperm(V - 1, generator=g) + 1).tolist()
-        a, b = perm[:seg_len], perm[seg_len:2 * seg_len]
-        records.append({"clean": [BOS, *a, *a[:prefix]], "corrupted": [BOS, *b, *a[:prefix]],
-                        "answer": a[prefix], "wrong_answer": b[prefix]})
+        a, fresh, other = perm[:seg_len], perm[seg_len], perm[seg_len + 1]
+        first = a[: prefix - 1] + [fresh] + a[prefix:]
+        records.append({"clean": [BOS, *a, *a[:prefix]], "corrupted": [BOS, *first, *a[:prefix]],
+                        "answer": a[prefix], "wrong_answer": other})
     return records
 
 
@@ -103,9 +111,20 @@ def evaluate(model: HookedTransformer, records: list[dict]) -> tuple[float, floa
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--name", default="toy-induction")
+    ap.add_argument("--reuse", action="store_true", help="keep the zoo weights; rewrite pairs and task.json")
+    args = ap.parse_args()
     t0 = time.time()
-    torch.set_num_threads(2)
-    model = train()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only add sync cost (100× slower on a busy CPU)
+    if args.reuse:
+        from edgewise.models import load_model
+        model = load_model(args.name, device="cpu")
+    else:
+        model = train(args.steps, n_heads=args.heads, weight_decay=args.weight_decay)
     prev, ind = head_scores(model)
     p, i = int(prev.argmax()), int(ind.argmax())
     records = make_pairs()
@@ -115,14 +134,18 @@ def main() -> None:
           f"({time.time() - t0:.0f} s)")
     circuit = [f"input->a0.h{p}<q>", f"input->a0.h{p}<k>", f"input->a0.h{p}<v>", f"a0.h{p}->a1.h{i}<k>",
                f"input->a1.h{i}<q>", f"input->a1.h{i}<v>", f"a1.h{i}->logits"]
-    save_model(model, "toy-induction", "tools/train_induction.py")
-    save_task("toy-induction", records, {
+    if not args.reuse:
+        save_model(model, args.name, "tools/train_induction.py")
+    save_task(args.name, records, {
         "metric": "logit_diff",
-        "description": "complete a repeated random segment: after BOS A A[:5], predict A[5] (induction)",
+        "description": "induction: after BOS A A[:5] (A: 8 distinct random tokens) predict A[5]; the corrupted "
+                       "prompt replaces the earlier occurrence of the last token by a fresh token",
         "circuit": circuit,
-        "circuit_source": (f"expected by construction: previous-token head a0.h{p} (score {prev[p]:.2f}) feeds "
-                           f"induction head a1.h{i} (score {ind[i]:.2f}) through its key (K-composition); "
-                           "the query and value read the current tokens, the head writes the answer"),
+        "circuit_source": (f"expected by construction: previous-token head a0.h{p} feeds induction head a1.h{i} "
+                           "through its key (K-composition); the query and value read the current tokens, the "
+                           "head writes the answer. Previous-token scores of layer 0: "
+                           f"{[round(x, 2) for x in prev.tolist()]}; induction scores of layer 1: "
+                           f"{[round(x, 2) for x in ind.tolist()]}"),
         "key_edge": f"a0.h{p}->a1.h{i}<k>",
         "accuracy": round(acc, 4), "mean_logit_diff": round(ld, 4)})
 

@@ -20,7 +20,10 @@ CFG_KEYS = ("model_name", "n_layers", "n_heads", "d_head", "d_model", "d_mlp", "
 
 def config_dict(cfg) -> dict:
     d = cfg.to_dict()
-    return {k: d[k] for k in CFG_KEYS if k in d and d[k] is not None}
+    if d.get("attn_only"):
+        d["d_mlp"] = None
+    # None is kept where it is not the default (no LayerNorm, no activation)
+    return {k: d[k] for k in CFG_KEYS if k in d and (d[k] is not None or k in ("normalization_type", "act_fn"))}
 
 
 def save_model(model, name: str, source: str) -> Path:
@@ -30,6 +33,7 @@ def save_model(model, name: str, source: str) -> Path:
     sd = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()
           if not k.endswith((".IGNORE", ".mask"))}  # causal masks are rebuilt from the config
     save_file(sd, str(out / "model.safetensors"), metadata={"source": source})
+    (out / "model.safetensors").chmod(0o644)
     (out / "config.json").write_text(json.dumps(config_dict(model.cfg), indent=1) + "\n")
     return out
 

@@ -16,14 +16,13 @@ ABLATIONS = ("resample", "zero", "mean")
 
 @contextmanager
 def edge_hooks_enabled(model, freeze: bool = False):
-    """Switch on the TransformerLens flags that expose per-head results and split q/k/v/MLP inputs;
+    """Switch on the TransformerLens flags that expose split q/k/v and MLP inputs;
     with `freeze`, stop parameter gradients (attribution needs gradients of activations only).
     Everything is restored on exit."""
     cfg = model.cfg
-    saved = (cfg.use_split_qkv_input, cfg.use_attn_result, cfg.use_hook_mlp_in)
+    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
     grads = [p.requires_grad for p in model.parameters()] if freeze else []
     model.set_use_split_qkv_input(True)
-    model.set_use_attn_result(True)
     if not cfg.attn_only:
         model.set_use_hook_mlp_in(True)
     if freeze:
@@ -33,27 +32,28 @@ def edge_hooks_enabled(model, freeze: bool = False):
         yield model
     finally:
         model.set_use_split_qkv_input(saved[0])
-        model.set_use_attn_result(saved[1])
-        model.cfg.use_hook_mlp_in = saved[2]
+        model.cfg.use_hook_mlp_in = saved[1]
         for p, g in zip(model.parameters(), grads):
             p.requires_grad_(g)
 
 
-def write_hooks(graph: Graph, acts: torch.Tensor, sign: float = 1.0):
+def write_hooks(model, graph: Graph, acts: torch.Tensor, sign: float = 1.0):
     """Forward hooks that store (sign=+1) or subtract (sign=−1) each source's output into `acts`."""
 
-    def make(rows):
-        def hook(x, hook):  # x: [B, P, d] or, for heads, [B, P, H, d]
+    def make(name, rows):
+        W_O = model.blocks[int(name.split(".")[1])].attn.W_O if name.endswith("hook_z") else None
+
+        def hook(x, hook):  # x: [B, P, d], or z: [B, P, H, d_head]
             x = x.detach()
-            if x.dim() == 4:
-                x = x.permute(2, 0, 1, 3)
+            if W_O is not None:  # head h writes z_h @ W_O[h]: [H, B, P, d]
+                x = torch.einsum("bphe,hed->hbpd", x, W_O.detach())
             if sign > 0:
                 acts[rows] = x
             else:
                 acts[rows] -= x
         return hook
 
-    return [(name, make(rows)) for name, rows in graph.source_hooks()]
+    return [(name, make(name, rows)) for name, rows in graph.source_hooks()]
 
 
 def new_acts(model, graph: Graph, batch) -> torch.Tensor:
@@ -66,7 +66,7 @@ def ablated_acts(model, graph: Graph, batch, ablation: str, means: torch.Tensor 
     (resample ablation only, else None)."""
     acts = new_acts(model, graph, batch)
     if ablation == "resample":
-        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(graph, acts)):
+        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(model, graph, acts)):
             logits = model(batch.corrupted)
         return acts, logits
     if ablation == "zero":
@@ -86,7 +86,7 @@ def source_means(model, graph: Graph, pairs, batch_size: int, device, split_leng
     count = 0
     for batch in pairs.batches(batch_size, device, split_lengths):
         acts = new_acts(model, graph, batch)
-        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(graph, acts)):
+        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(model, graph, acts)):
             model(batch.corrupted)
         total += (acts * batch.mask[None, :, :, None]).sum((1, 2))
         count += int(batch.mask.sum())

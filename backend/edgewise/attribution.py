@@ -131,18 +131,19 @@ def attribute(model, pairs, method: str = "eap", metric="logit_diff", batch_size
 def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress):
     """Add Σ_pairs Σ_pos diff·grad for every point to `scores`. `diff` enters holding a_abl and is
     turned into a_abl − a_clean by the clean pass (the gradient pass itself, for plain EAP)."""
-    clean_pass = write_hooks(graph, diff, sign=-1.0)
+    clean_pass = write_hooks(model, graph, diff, sign=-1.0)
     fused = len(points) == 1 and points[0].alpha == 1.0  # eap: one clean forward fills diff and takes the gradient
     if not fused:
         with torch.no_grad(), model.hooks(fwd_hooks=clean_pass):
             batch.clean_logits = model(batch.clean)
         diff *= batch.mask[None, :, :, None]  # padding never counts
-    hook_names = graph.source_hooks()
+    sources, writes = graph.source_hooks(), graph.residual_write_hooks()
     for k, p in enumerate(points):
-        name, rows = hook_names[p.hook]
+        rows = sources[p.hook][1]
         hooks = [("blocks.0.hook_resid_pre", _leaf_hook)]
-        if p.alpha != 1.0:
-            hooks.append((name, _interpolation_hook(diff[rows], 1.0 - p.alpha)))
+        if p.alpha != 1.0:  # a layer's heads move together: their sum enters at hook_attn_out
+            d = diff[rows] if isinstance(rows, int) else diff[rows].sum(0)
+            hooks.append((writes[p.hook], _interpolation_hook(d, 1.0 - p.alpha)))
         hooks += (clean_pass if fused else []) + _grad_hooks(graph, diff, scores, p.rows, p.weight)
         with model.hooks(fwd_hooks=hooks):
             logits = model(batch.clean)
@@ -158,12 +159,11 @@ def _leaf_hook(x, hook):
     return x.detach().requires_grad_(True)
 
 
-def _interpolation_hook(diff_rows, beta):
-    """output ← output + β (a_abl − a_clean): β = 1 − α moves it from clean toward ablated."""
+def _interpolation_hook(diff, beta):
+    """output ← output + β (a_abl − a_clean), [B, P, d]: β = 1 − α moves it from clean toward ablated."""
 
     def hook(x, hook):
-        d = diff_rows.permute(1, 2, 0, 3) if x.dim() == 4 else diff_rows
-        return x + beta * d
+        return x + beta * diff
 
     return hook
 

@@ -170,13 +170,20 @@ class Graph:
 
     # ---- hook names (TransformerLens) ----
     def source_hooks(self) -> list[tuple[str, int | slice]]:
-        """(hook name, source rows it writes) in forward order."""
+        """(hook name, source rows it gives) in forward order. Heads are read at `hook_z` and
+        multiplied by W_O per head (TransformerLens's own per-head `hook_result` broadcasts a
+        [B, P, H, d_head, d_model] tensor: ~5× slower EAP on GPT-2 on a CPU)."""
         hooks: list[tuple[str, int | slice]] = [("blocks.0.hook_resid_pre", 0)]
         for layer in range(self.cfg.n_layers):
-            hooks.append((f"blocks.{layer}.attn.hook_result", self.head_sources(layer)))
+            hooks.append((f"blocks.{layer}.attn.hook_z", self.head_sources(layer)))
             if not self.cfg.attn_only:
                 hooks.append((f"blocks.{layer}.hook_mlp_out", self.mlp_source(layer)))
         return hooks
+
+    def residual_write_hooks(self) -> list[str]:
+        """Where each entry of source_hooks() enters the residual stream (a layer's heads together, at hook_attn_out)."""
+        return [name if not name.endswith("attn.hook_z") else name.replace("attn.hook_z", "hook_attn_out")
+                for name, _ in self.source_hooks()]
 
     def input_hooks(self) -> list[tuple[str, int | slice]]:
         """(hook name, input columns it reads) in forward order."""

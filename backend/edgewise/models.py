@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -33,6 +35,14 @@ DESCRIPTIONS = {
 }
 
 
+@contextmanager
+def _quiet():
+    """TL 3.9 warns that HookedTransformer is deprecated (TL 4 drops it); edgewise pins TL 3.9."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
+        yield
+
+
 def default_device() -> str:
     if os.environ.get("EDGEWISE_DEVICE"):
         return os.environ["EDGEWISE_DEVICE"]
@@ -46,12 +56,14 @@ def zoo_names() -> list[str]:
 def load_model(name: str, device: str | None = None, dtype: torch.dtype | None = None) -> HookedTransformer:
     """A HookedTransformer in eval mode. Zoo models are float32 unless `dtype` says otherwise."""
     device = device or default_device()
-    if name in zoo_names():
-        return _load_zoo(name, device, dtype or torch.float32)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return _load_local_hf(path, device, dtype or torch.float32)
-    return _load_pretrained(name, device, dtype or torch.float32)
+    with _quiet():
+        if name in zoo_names():
+            from . import tasks  # noqa: F401  (registers the zoo's task metrics, e.g. tracr_reverse)
+            return _load_zoo(name, device, dtype or torch.float32)
+        path = Path(name).expanduser()
+        if path.is_dir():
+            return _load_local_hf(path, device, dtype or torch.float32)
+        return _load_pretrained(name, device, dtype or torch.float32)
 
 
 def _load_zoo(name: str, device: str, dtype: torch.dtype) -> HookedTransformer:
@@ -62,23 +74,24 @@ def _load_zoo(name: str, device: str, dtype: torch.dtype) -> HookedTransformer:
     cfg.pop("tokenizer_prepends_bos", None)  # set by set_tokenizer below
     model = HookedTransformer(HookedTransformerConfig(**cfg, device=device, dtype=dtype))
     state = model.state_dict()
-    for key, value in load_file(str(folder / "model.safetensors")).items():
-        if key not in state:
-            raise ValueError(f"zoo model {name!r}: weight {key!r} does not fit its config.json")
-        state[key] = value.to(dtype)
+    loaded = load_file(str(folder / "model.safetensors"))
+    missing = sorted(k for k, _ in model.named_parameters() if k not in loaded)
+    unknown = sorted(k for k in loaded if k not in state)
+    if missing or unknown:
+        raise ValueError(f"zoo model {name!r}: weights do not fit its config.json (missing {missing[:3]}, "
+                         f"unexpected {unknown[:3]})")
+    state.update({k: v.to(dtype) for k, v in loaded.items()})
     model.load_state_dict(state)
     if (folder / "tokenizer.json").exists():
         model.set_tokenizer(zoo_tokenizer(name), default_padding_side="right")
-    return model.to(device).eval()
+    return model.eval()  # already on cfg.device
 
 
 def zoo_tokenizer(name: str):
     """The word-level tokenizer shipped beside a zoo model, as a transformers fast tokenizer."""
     from transformers import PreTrainedTokenizerFast
 
-    folder = ZOO_DIR / name
-    special = json.loads((folder / "special_tokens.json").read_text()) if (folder / "special_tokens.json").exists() else {}
-    return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **special)
+    return PreTrainedTokenizerFast.from_pretrained(str(ZOO_DIR / name), local_files_only=True)
 
 
 def _load_local_hf(path: Path, device: str, dtype: torch.dtype) -> HookedTransformer:
@@ -92,12 +105,13 @@ def _load_local_hf(path: Path, device: str, dtype: torch.dtype) -> HookedTransfo
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     try:
         cfg = loading.get_pretrained_model_config(str(path), device=device, dtype=dtype, fold_ln=True)
-    except NotImplementedError as e:
-        raise ValueError(f"{path}: TransformerLens cannot convert this architecture ({e})") from None
+    except (NotImplementedError, AttributeError, KeyError) as e:  # e.g. a GPT-2 config without n_ctx
+        raise ValueError(f"{path}: TransformerLens 3.9 cannot convert this checkpoint's config ({e})") from None
     state = loading.get_pretrained_state_dict(str(path), cfg, hf_model, dtype=dtype)
     model = HookedTransformer(cfg, tokenizer, move_to_device=False)
     model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True, center_unembed=True)
-    return model.to(device).eval()
+    model.move_model_modules_to_device()
+    return model.eval()
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:

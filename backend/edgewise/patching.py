@@ -17,10 +17,10 @@ from .activations import write_hooks
 from .graph import Graph
 
 
-def patch_hooks(graph: Graph, abl: torch.Tensor, weight: torch.Tensor, run_acts: torch.Tensor) -> list:
+def patch_hooks(model, graph: Graph, abl: torch.Tensor, weight: torch.Tensor, run_acts: torch.Tensor) -> list:
     """Forward hooks for one patched run. abl, run_acts: [n_sources, B, P, d]; weight: [n_sources, n_inputs]
     (bool or float; entries off the edge mask are ignored). run_acts is filled as the run goes."""
-    hooks = write_hooks(graph, run_acts)
+    hooks = write_hooks(model, graph, run_acts)
     w = (weight & graph.edge_mask if weight.dtype == torch.bool else weight * graph.edge_mask).to(abl)
     for name, cols in graph.input_hooks():
         first = cols.start if isinstance(cols, slice) else cols
@@ -44,5 +44,5 @@ def run_patched(model, graph: Graph, batch, abl: torch.Tensor, weight: torch.Ten
     """Logits of the clean prompts with the edges in `weight` patched to `abl` (see module doc).
     Call inside `edge_hooks_enabled(model)`."""
     run_acts = torch.zeros_like(abl)
-    with torch.no_grad(), model.hooks(fwd_hooks=patch_hooks(graph, abl, weight, run_acts)):
+    with torch.no_grad(), model.hooks(fwd_hooks=patch_hooks(model, graph, abl, weight, run_acts)):
         return model(batch.clean)

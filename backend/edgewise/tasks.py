@@ -34,6 +34,7 @@ class Task:
     circuit: list[str] | None
     circuits: dict[str, list[str]] = field(default_factory=dict)  # every known truth, by task.json key
     pairs_path: Path | None = None
+    spec: dict = field(default_factory=dict, repr=False)  # the whole task.json (sources, measured accuracy)
     _hooked_model: object = field(default=None, repr=False)
 
     @property
@@ -64,7 +65,7 @@ def load_task(name: str, model=None) -> Task:
     circuits = {k: spec[k] for k in TRUTHS if spec.get(k) is not None}
     return Task(name=name, model=spec.get("model", name), metric=spec["metric"],
                 description=spec.get("description", ""), circuit=spec.get("circuit"), circuits=circuits,
-                pairs_path=path / "pairs.jsonl", _hooked_model=model)
+                pairs_path=path / "pairs.jsonl", spec=spec, _hooked_model=model)
 
 
 def list_tasks() -> list[dict]:

@@ -1,0 +1,37 @@
+# edgewise: the web app on the bundled offline models.
+#   docker build -t edgewise .                                       # CPU torch (default)
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t edgewise:cuda .
+#   docker run -p 127.0.0.1:8000:8000 -v edgewise-data:/data edgewise
+# or `docker compose up` (docker-compose.yml: the data volume, and a GPU reservation to uncomment).
+
+# the page's vendor libraries (cytoscape, plotly.js-basic-dist-min), exactly as package-lock.json pins them
+FROM node:20-slim AS frontend
+WORKDIR /frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM python:3.11-slim
+# torch first and pinned; the index picks the build: .../whl/cpu (default) or a CUDA one (.../whl/cu128)
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
+    EDGEWISE_DATA=/data EDGEWISE_FRONTEND=/app/frontend
+WORKDIR /app
+RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
+COPY pyproject.toml README.md ./
+COPY backend backend
+RUN pip install ".[web]"
+COPY frontend/index.html frontend/
+COPY frontend/css frontend/css
+COPY frontend/js frontend/js
+COPY --from=frontend /frontend/node_modules frontend/node_modules
+
+RUN useradd --create-home --uid 1000 edgewise && mkdir -p /data && chown edgewise /data
+USER edgewise
+VOLUME /data
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s \
+    CMD python -c "import socket; socket.create_connection(('127.0.0.1', 8000), 2)"
+# 0.0.0.0 inside the container; docker-compose.yml publishes it on 127.0.0.1 only. Set EDGEWISE_TOKEN
+# before publishing it anywhere else.
+CMD ["edgewise", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,204 @@
+"""The `edgewise` command: the web app, and the engine from the shell.
+
+    edgewise serve [--host 127.0.0.1] [--port 8000] [--data DIR]
+    edgewise attribute --model M --pairs FILE [--method eap] [--metric logit_diff] [--ablation resample]
+                       [--top-k 100 | --min-abs-score X] --out circuit.json
+    edgewise attribute --task tracr-reverse --out circuit.json      # a bundled task's model, pairs, metric
+    edgewise evaluate --model M --pairs FILE --circuit circuit.json
+    edgewise bench [ARGS...]                                        # bench/bench_attribution.py ARGS
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_attribution.py"
+
+
+class CLIError(Exception):
+    """A user error: printed as `edgewise: error: …`, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CLIError as e:
+        print(f"edgewise: error: {e}", file=sys.stderr)
+        return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgewise", description="Find circuits with Edge Attribution Patching.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the web app (uvicorn)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--data", help="data directory (default $EDGEWISE_DATA or ./data)")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=serve)
+
+    a = sub.add_parser("attribute", help="score every edge and write a circuit JSON")
+    source(a)
+    a.add_argument("--method", default="eap", help="eap | eap-ig-inputs | eap-ig-activations | clean-corrupted | exact")
+    a.add_argument("--ig-steps", type=int, default=5)
+    pick = a.add_mutually_exclusive_group()
+    pick.add_argument("--top-k", type=int, help="edges kept in the circuit (default 100)")
+    pick.add_argument("--min-abs-score", type=float, help="keep every edge with |score| at least this")
+    a.add_argument("--out", required=True, help="circuit JSON to write")
+    a.add_argument("--no-faithfulness", action="store_true", help="skip evaluating the kept circuit")
+    a.set_defaults(func=attribute)
+
+    e = sub.add_parser("evaluate", help="faithfulness of a circuit JSON on prompt pairs")
+    source(e)
+    e.add_argument("--circuit", required=True, help="circuit JSON (edgewise or EAP-IG)")
+    e.set_defaults(func=evaluate)
+
+    b = sub.add_parser("bench", help="run bench/bench_attribution.py (extra arguments are passed on)")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=bench)
+    return p
+
+
+def source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="zoo name, TransformerLens name or local checkpoint directory")
+    p.add_argument("--pairs", help="prompt pairs: CSV, JSON or JSONL")
+    p.add_argument("--task", help="a bundled task: its model, pairs and metric unless given")
+    p.add_argument("--metric", help="logit_diff (default), prob_diff, kl, or a task metric")
+    p.add_argument("--ablation", default="resample", help="resample | zero | mean")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", help="torch device (default $EDGEWISE_DEVICE, else cuda if available, else cpu)")
+
+
+# ------------------------------------------------------------------ serve
+def serve(args) -> int:
+    import uvicorn
+
+    from .server import Settings, create_app
+
+    settings = Settings.from_env()
+    if args.data:
+        settings.data_dir = Path(args.data)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+        print(f"edgewise: warning: serving on {args.host} without EDGEWISE_TOKEN: anyone who can reach this port "
+              "can use the API", file=sys.stderr)
+    print(f"edgewise: http://{args.host}:{args.port}/  (data: {settings.data_dir.resolve()})", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=3)
+    return 0
+
+
+# ------------------------------------------------------------------ attribute / evaluate
+def load_inputs(args):
+    """(model, pairs, metric) from --task / --model / --pairs / --metric; CLIError names what is wrong."""
+    from . import tasks  # noqa: F401  (registers the task metrics)
+    from .data import PairsError, PromptPairs
+    from .models import load_model
+
+    task = None
+    if args.task:
+        try:
+            task = tasks.load_task(args.task)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    model_name = args.model or (task.model if task else None)
+    pairs_path = args.pairs or (task.pairs_path if task else None)
+    if not model_name or not pairs_path:
+        raise CLIError("give --model and --pairs, or --task")
+    try:
+        model = load_model(model_name, device=args.device)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise CLIError(f"model {model_name!r}: {e}") from None
+    if not Path(pairs_path).is_file():
+        raise CLIError(f"no pairs file {str(pairs_path)!r}")
+    try:
+        pairs = PromptPairs.from_file(model, pairs_path)
+    except PairsError as e:
+        raise CLIError(f"{pairs_path}: {e}") from None
+    return model, pairs, args.metric or (task.metric if task else "logit_diff")
+
+
+def progress_bar(desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+               file=sys.stderr)
+
+    def update(fraction: float) -> None:
+        bar.update(max(0, round(fraction * 1000) - bar.n))
+
+    return bar, update
+
+
+def attribute(args) -> int:
+    from .attribution import attribute as run_attribution
+    from .evaluate import evaluate as run_evaluate
+
+    model, pairs, metric = load_inputs(args)
+    bar, update = progress_bar(f"{args.method} on {len(pairs)} pairs")
+    try:
+        res = run_attribution(model, pairs, method=args.method, metric=metric, batch_size=args.batch_size,
+                              ablation=args.ablation, ig_steps=args.ig_steps, progress=update)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    finally:
+        bar.close()
+    res.model = res.model or (args.model or args.task)
+    top_k = args.top_k if args.top_k is not None or args.min_abs_score is not None else 100
+    circuit = res.circuit(top_k=top_k, min_abs_score=args.min_abs_score)
+    circuit.meta["ablation"] = args.ablation
+    if not args.no_faithfulness:
+        bar, update = progress_bar("faithfulness")
+        f = run_evaluate(model, pairs, circuit, metric=metric, ablation=args.ablation, batch_size=args.batch_size,
+                         progress=update)
+        bar.close()
+        circuit.meta["faithfulness"] = {k: v for k, v in f.to_dict().items() if k != "n_edges"}
+    Path(args.out).write_text(circuit.to_json())
+    for w in res.warnings:
+        print(f"edgewise: warning: {w}", file=sys.stderr)
+    faith = circuit.meta.get("faithfulness", {}).get("normalized")
+    print(f"wrote {args.out}: {circuit.n_edges} of {res.graph.n_edges} edges"
+          + (f", normalized faithfulness {faith:.3f}" if faith is not None else ""))
+    return 0
+
+
+def evaluate(args) -> int:
+    from .circuit import Circuit
+    from .evaluate import evaluate as run_evaluate
+
+    try:
+        circuit = Circuit.from_json(Path(args.circuit).read_bytes())
+    except OSError as e:
+        raise CLIError(f"cannot read {args.circuit}: {e.strerror}") from None
+    except ValueError as e:
+        raise CLIError(f"{args.circuit}: {e}") from None
+    if args.metric is None and circuit.meta.get("metric"):
+        args.metric = circuit.meta["metric"]
+    model, pairs, metric = load_inputs(args)
+    bar, update = progress_bar("faithfulness")
+    try:
+        f = run_evaluate(model, pairs, circuit, metric=metric, ablation=args.ablation, batch_size=args.batch_size,
+                         progress=update)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    finally:
+        bar.close()
+    print(json.dumps(f.to_dict(), indent=1))
+    return 0
+
+
+# ------------------------------------------------------------------ bench
+def bench(args) -> int:
+    if not BENCH.is_file():
+        raise CLIError(f"{BENCH} not found: `edgewise bench` runs from a source checkout")
+    rest = [a for a in args.rest if a != "--"]
+    return subprocess.call([sys.executable, str(BENCH), *rest], env={**os.environ})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

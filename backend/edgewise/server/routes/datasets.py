@@ -1,0 +1,102 @@
+"""Prompt-pair datasets: upload (multipart file or JSON), validated against the model's tokenizer."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from ...data import PairsError, PromptPairs, parse_records
+from ..config import ModelNameError, resolve_model_name
+from ..deps import Context, api_error, get_ctx
+from ..schemas import Dataset, DatasetJSON, Error
+
+router = APIRouter(tags=["datasets"])
+
+UPLOAD_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file", "model"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "CSV, JSON or JSONL prompt pairs"},
+        "model": {"type": "string", "description": "the model whose tokenizer validates the pairs"}}}},
+    "application/json": {"schema": DatasetJSON.model_json_schema()}}}}
+
+
+@router.post("/datasets", status_code=201, response_model=Dataset, openapi_extra=UPLOAD_DOC,
+             summary="upload prompt pairs (multipart `file` + `model`, or JSON {model, pairs})",
+             responses={400: {"model": Error}, 413: {"model": Error}, 415: {"model": Error}, 422: {"model": Error}})
+async def upload(request: Request, ctx: Context = Depends(get_ctx)) -> dict:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=10)
+        file, model = form.get("file"), form.get("model")
+        if not isinstance(file, UploadFile):
+            raise api_error(422, "missing: the prompt pairs go in a multipart file field named `file`", field="file")
+        if not isinstance(model, str) or not model.strip():
+            raise api_error(422, "missing: name the model in a form field `model`", field="model")
+        data, filename = await file.read(), file.filename or ""
+        records = None
+    elif ctype.startswith("application/json") or not ctype:
+        body = _json_body(await request.body())
+        model, records, filename, data = body.model, body.pairs, body.filename, None
+    else:
+        raise api_error(415, f"content type {ctype.split(';')[0]!r}: send multipart/form-data with `file` and "
+                        "`model`, or JSON {\"model\", \"pairs\"}")
+    return await run_in_threadpool(ingest, ctx, model, data, records, filename)
+
+
+def _json_body(raw: bytes) -> DatasetJSON:
+    try:
+        return DatasetJSON.model_validate_json(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        if err["type"] == "json_invalid":
+            raise api_error(422, f"request body is not valid JSON: {err['msg']}") from None
+        raise api_error(422, f"{field}: {err['msg']}" if field else err["msg"], field=field) from None
+
+
+def ingest(ctx: Context, model_name: str, data: bytes | None, records: list | None, filename: str) -> dict:
+    """Parse, validate against the model, store (the same pairs twice give the same dataset)."""
+    model_name = check_model(ctx, model_name)
+    try:
+        if records is None:
+            records = parse_records(data, filename)
+        model = load_model(ctx, model_name)
+        pairs = PromptPairs.from_records(model, records, max_pairs=ctx.settings.max_pairs)
+    except PairsError as e:
+        raise api_error(422, str(e), row=e.row, field=e.field) from None
+    ds, created = ctx.store.add_dataset(model_name, pairs, filename)
+    return dataset_json(ds, existing=not created)
+
+
+def check_model(ctx: Context, name: str, field: str = "model") -> str:
+    try:
+        return resolve_model_name(name, ctx.catalog, ctx.settings.model_dirs)
+    except ModelNameError as e:
+        raise api_error(e.status, str(e), field=field) from None
+
+
+def load_model(ctx: Context, name: str):
+    """The cached model; a model that cannot be loaded here is a 422 (bad name) or 503 (hub unreachable)."""
+    try:
+        return ctx.engine.models.get(name)
+    except ValueError as e:
+        raise api_error(422, f"model {name!r} cannot be loaded: {e}", field="model") from None
+    except (RuntimeError, OSError) as e:
+        raise api_error(503, f"model {name!r} cannot be loaded here: {e}", field="model") from None
+
+
+def dataset_json(ds: dict, existing: bool = False) -> dict:
+    return {**ds, "count": ds["n_pairs"], "existing": existing}
+
+
+@router.get("/datasets", response_model=list[Dataset], summary="stored datasets, newest first")
+def list_datasets(ctx: Context = Depends(get_ctx)) -> list[dict]:
+    return [dataset_json(d, existing=True) for d in ctx.store.list_datasets()]
+
+
+@router.get("/datasets/{dataset_id}", response_model=Dataset, responses={404: {"model": Error}})
+def get_dataset(dataset_id: str, ctx: Context = Depends(get_ctx)) -> dict:
+    ds = ctx.store.get_dataset(dataset_id)
+    if ds is None:
+        raise api_error(404, f"no dataset {dataset_id!r}")
+    return dataset_json(ds, existing=True)

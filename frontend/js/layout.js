@@ -1,0 +1,110 @@
+// Pure: node names, edge names and where each node sits (no DOM). Used by graph.js and node --test.
+//
+// Layered layout, left to right: input | a0 heads | m0 | a1 heads | m1 | … | logits.
+// Heads of a layer are stacked in one column; the layer's MLP sits in a column of its own, half a
+// layer further right (it reads after the heads write), level with the middle of the head stack.
+
+const NODE_RE = /^(?:(input)|a(\d+)\.h(\d+)|m(\d+)|(logits))$/;
+
+/** 'a3.h1' → {kind: 'head', layer: 3, head: 1}; 'm2' → {kind: 'mlp', layer: 2}; null if not a node name. */
+export function parseNode(name) {
+  const m = NODE_RE.exec(name);
+  if (!m) return null;
+  if (m[1]) return { kind: "input", layer: -1, head: null };
+  if (m[5]) return { kind: "logits", layer: Infinity, head: null };
+  if (m[2] !== undefined) return { kind: "head", layer: +m[2], head: +m[3] };
+  return { kind: "mlp", layer: +m[4], head: null };
+}
+
+/** 'a0.h3->a2.h1<v>' → {src: 'a0.h3', dst: 'a2.h1', qkv: 'v'}; 'm1->logits' → {…, qkv: null}. */
+export function parseEdge(name) {
+  const i = name.indexOf("->");
+  if (i < 0) return null;
+  const src = name.slice(0, i);
+  let dst = name.slice(i + 2);
+  let qkv = null;
+  const m = /^(.*)<([qkv])>$/.exec(dst);
+  if (m) [dst, qkv] = [m[1], m[2]];
+  return { src, dst, qkv };
+}
+
+/** Every node of a model shape, in forward order (the order sources write the residual stream). */
+export function graphNodes({ n_layers, n_heads, attn_only = false }) {
+  const names = ["input"];
+  for (let L = 0; L < n_layers; L++) {
+    for (let h = 0; h < n_heads; h++) names.push(`a${L}.h${h}`);
+    if (!attn_only) names.push(`m${L}`);
+  }
+  names.push("logits");
+  return names;
+}
+
+/** The model shape implied by a list of node or edge names (used when a run carries no cfg). */
+export function inferConfig(names) {
+  let n_layers = 0, n_heads = 0, hasMlp = false;
+  for (const full of names) {
+    const parts = full.includes("->") ? Object.values(parseEdge(full)).slice(0, 2) : [full];
+    for (const p of parts) {
+      const n = parseNode(p);
+      if (!n) continue;
+      if (n.kind === "head") { n_layers = Math.max(n_layers, n.layer + 1); n_heads = Math.max(n_heads, n.head + 1); }
+      if (n.kind === "mlp") { n_layers = Math.max(n_layers, n.layer + 1); hasMlp = true; }
+    }
+  }
+  return { n_layers, n_heads: Math.max(n_heads, 1), attn_only: !hasMlp };
+}
+
+export const SPACING = { layer: 190, row: 46 };
+
+/**
+ * Positions {name: {x, y}} for every node of the shape. x grows with depth (input 0, logits last);
+ * heads of layer L share x, spread over y centred on y = 0, `row` apart (wider for few heads, up to
+ * 80, so a small model is not a flat strip).
+ */
+export function layoutPositions(cfg, spacing = SPACING) {
+  const { n_layers, n_heads, attn_only = false } = cfg;
+  const P = spacing.layer;
+  const R = Math.max(spacing.row, Math.min(80, 360 / Math.max(n_heads, 1)));
+  const mlpShift = attn_only ? 0 : P / 2;   // the MLP column, between this layer's heads and the next
+  const first = P * 0.75;                    // input → first head column
+  const pos = { input: { x: 0, y: 0 } };
+  let lastX = 0;
+  for (let L = 0; L < n_layers; L++) {
+    const x = first + L * P;
+    for (let h = 0; h < n_heads; h++) pos[`a${L}.h${h}`] = { x, y: (h - (n_heads - 1) / 2) * R };
+    lastX = x;
+    if (!attn_only) {
+      // one head: move the MLP off the heads' row so long edges along the row stay visible
+      const y = n_heads === 1 ? R * 1.2 : 0;
+      pos[`m${L}`] = { x: x + mlpShift, y };
+      lastX = x + mlpShift;
+    }
+  }
+  pos.logits = { x: lastX + first, y: 0 };
+  return pos;
+}
+
+/**
+ * How far an edge bows from the straight line (px, cytoscape's control-point-distance): edges that
+ * skip columns arc, more the farther they reach, so edges between collinear nodes do not overlap.
+ */
+export function edgeBow(srcPos, dstPos, qkv = null, spacing = SPACING) {
+  const span = Math.abs(dstPos.x - srcPos.x) / spacing.layer;   // in layers
+  const arc = span <= 1.01 ? 0 : -Math.min(28 * (span - 1), 160);
+  // the q, k and v edges of one source into one head would lie on top of each other: fan them out
+  return arc + (QKV_FAN[qkv] ?? 0);
+}
+
+const QKV_FAN = { q: -9, k: 0, v: 9 };
+
+/** Number of edges of a model shape (GPT-2 small: 32,491): Σ over input slots of the sources before it. */
+export function edgeCount({ n_layers, n_heads, attn_only = false, parallel_attn_mlp = false }) {
+  const perLayer = n_heads + (attn_only ? 0 : 1);
+  let n = 0;
+  for (let L = 0; L < n_layers; L++) {
+    const before = 1 + L * perLayer;
+    n += 3 * n_heads * before;
+    if (!attn_only) n += parallel_attn_mlp ? before : before + n_heads;
+  }
+  return n + 1 + n_layers * perLayer;
+}

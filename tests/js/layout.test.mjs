@@ -1,0 +1,76 @@
+// node --test: node and edge names, and where the layered layout puts each node.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { edgeBow, edgeCount, graphNodes, inferConfig, layoutPositions, parseEdge, parseNode } from "../../frontend/js/layout.js";
+
+test("parseNode and parseEdge read EAP-IG names", () => {
+  assert.deepEqual(parseNode("a11.h3"), { kind: "head", layer: 11, head: 3 });
+  assert.deepEqual(parseNode("m0"), { kind: "mlp", layer: 0, head: null });
+  assert.equal(parseNode("input").kind, "input");
+  assert.equal(parseNode("logits").kind, "logits");
+  assert.equal(parseNode("a1.h"), null);
+  assert.equal(parseNode("a1.h2<q>"), null);
+  assert.deepEqual(parseEdge("a0.h3->a2.h1<v>"), { src: "a0.h3", dst: "a2.h1", qkv: "v" });
+  assert.deepEqual(parseEdge("m11->logits"), { src: "m11", dst: "logits", qkv: null });
+  assert.equal(parseEdge("nonsense"), null);
+});
+
+test("graphNodes: forward order, MLPs unless attention-only", () => {
+  assert.deepEqual(graphNodes({ n_layers: 2, n_heads: 2 }), ["input", "a0.h0", "a0.h1", "m0", "a1.h0", "a1.h1", "m1", "logits"]);
+  assert.deepEqual(graphNodes({ n_layers: 1, n_heads: 2, attn_only: true }), ["input", "a0.h0", "a0.h1", "logits"]);
+  assert.equal(graphNodes({ n_layers: 12, n_heads: 12 }).length, 1 + 12 * 13 + 1);
+});
+
+test("edgeCount matches the graph: GPT-2 small has 32,491 edges", () => {
+  assert.equal(edgeCount({ n_layers: 12, n_heads: 12 }), 32491);
+  assert.equal(edgeCount({ n_layers: 4, n_heads: 1 }), 77);                   // tracr-reverse
+  assert.equal(edgeCount({ n_layers: 2, n_heads: 2, attn_only: true }), 29);   // toy-induction
+  assert.equal(edgeCount({ n_layers: 2, n_heads: 1 }), 23);                   // tracr-proportion
+});
+
+test("layered layout: input left, logits right, a column per layer, heads stacked, MLPs apart", () => {
+  const cfg = { n_layers: 3, n_heads: 4 };
+  const pos = layoutPositions(cfg);
+  assert.deepEqual(Object.keys(pos).sort(), graphNodes(cfg).sort());
+  const x = (n) => pos[n].x;
+  for (let L = 0; L < 3; L++) {
+    const heads = [0, 1, 2, 3].map((h) => pos[`a${L}.h${h}`]);
+    assert.ok(heads.every((p) => p.x === heads[0].x), `layer ${L}: heads share a column`);
+    const ys = heads.map((p) => p.y);
+    assert.deepEqual(ys, [...ys].sort((a, b) => a - b), "heads stacked in order");
+    assert.equal(new Set(ys).size, 4, "no two heads overlap");
+    assert.ok(Math.abs(ys[0] + ys[3]) < 1e-9, "the stack is centred");
+    assert.ok(x(`a${L}.h0`) < x(`m${L}`), "the MLP reads after its heads write");
+    if (L > 0) assert.ok(x(`m${L - 1}`) < x(`a${L}.h0`));
+  }
+  assert.ok(x("input") < x("a0.h0") && x("m2") < x("logits"));
+  for (const n of graphNodes(cfg)) {
+    const same = Object.entries(pos).filter(([m, p]) => m !== n && p.x === pos[n].x && p.y === pos[n].y);
+    assert.equal(same.length, 0, `${n} shares its position`);
+  }
+});
+
+test("attention-only: layers one column apart; one head: the MLP leaves the heads' row", () => {
+  const a = layoutPositions({ n_layers: 2, n_heads: 2, attn_only: true });
+  assert.equal(a.m0, undefined);
+  assert.ok(a["a0.h0"].x < a["a1.h0"].x && a["a1.h0"].x < a.logits.x);
+  const t = layoutPositions({ n_layers: 4, n_heads: 1 });
+  assert.notEqual(t.m0.y, t["a0.h0"].y);
+  assert.equal(t.input.y, t["a3.h0"].y);
+});
+
+test("inferConfig reads the shape from names", () => {
+  assert.deepEqual(inferConfig(["a3.h0->m5", "input->a0.h7<q>"]), { n_layers: 6, n_heads: 8, attn_only: false });
+  assert.deepEqual(inferConfig(["a1.h1->logits"]), { n_layers: 2, n_heads: 2, attn_only: true });
+});
+
+test("edgeBow: neighbours straight, long edges arc more, q/k/v fan out", () => {
+  const p = layoutPositions({ n_layers: 4, n_heads: 1 });
+  assert.equal(edgeBow(p["a0.h0"], p.m0), 0);
+  const one = Math.abs(edgeBow(p.input, p["a2.h0"]));
+  const two = Math.abs(edgeBow(p.input, p["a3.h0"]));
+  assert.ok(two > one && one > 0);
+  const q = edgeBow(p.input, p["a0.h0"], "q"), k = edgeBow(p.input, p["a0.h0"], "k"), v = edgeBow(p.input, p["a0.h0"], "v");
+  assert.ok(q < k && k < v);
+});
