@@ -13,6 +13,9 @@ CONFIGS = {
     "attn-only": dict(attn_only=True),
     "parallel": dict(parallel=True),
     "bidirectional": dict(attention_dir="bidirectional"),
+    "rms-norm": dict(normalization="RMS"),
+    "ln-pre": dict(normalization="LNPre"),
+    "no-norm": dict(normalization=None),
 }
 
 

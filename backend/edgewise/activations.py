@@ -15,14 +15,14 @@ ABLATIONS = ("resample", "zero", "mean")
 
 
 @contextmanager
-def edge_hooks_enabled(model, freeze: bool = False):
+def edge_hooks_enabled(model, freeze: bool = False, split_qkv: bool = True):
     """Switch on the TransformerLens flags that expose split q/k/v and MLP inputs;
     with `freeze`, stop parameter gradients (attribution needs gradients of activations only).
     Everything is restored on exit."""
     cfg = model.cfg
     saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
     grads = [p.requires_grad for p in model.parameters()] if freeze else []
-    model.set_use_split_qkv_input(True)
+    model.set_use_split_qkv_input(split_qkv)
     if not cfg.attn_only:
         model.set_use_hook_mlp_in(True)
     if freeze:
@@ -45,26 +45,36 @@ def write_hooks(model, graph: Graph, acts: torch.Tensor, sign: float = 1.0):
 
         def hook(x, hook):  # x: [B, P, d], or z: [B, P, H, d_head]
             x = x.detach()
-            if W_O is not None:  # head h writes z_h @ W_O[h]: [H, B, P, d]
-                x = torch.einsum("bphe,hed->hbpd", x, W_O.detach())
+            if W_O is None:
+                if sign > 0:
+                    acts[rows] = x
+                else:
+                    acts[rows] -= x
+                return
+            # head h writes z_h @ W_O[h]; one (fused) batched matmul into acts[rows] viewed [H, B·P, d]
+            H, e = W_O.shape[:2]
+            z = x.permute(2, 0, 1, 3).reshape(H, -1, e)
+            out = acts[rows].view(H, z.shape[1], -1)
             if sign > 0:
-                acts[rows] = x
+                torch.bmm(z, W_O.detach(), out=out)
             else:
-                acts[rows] -= x
+                out.baddbmm_(z, W_O.detach(), alpha=-1.0)
         return hook
 
     return [(name, make(name, rows)) for name, rows in graph.source_hooks()]
 
 
-def new_acts(model, graph: Graph, batch) -> torch.Tensor:
+def new_acts(model, graph: Graph, batch, fill: bool = True) -> torch.Tensor:
+    """[n_sources, B, P, d_model], zeros (or uninitialized when a pass will write every row)."""
     B, P = batch.clean.shape
-    return torch.zeros(graph.n_sources, B, P, model.cfg.d_model, dtype=model.cfg.dtype, device=batch.clean.device)
+    make = torch.zeros if fill else torch.empty
+    return make(graph.n_sources, B, P, model.cfg.d_model, dtype=model.cfg.dtype, device=batch.clean.device)
 
 
 def ablated_acts(model, graph: Graph, batch, ablation: str, means: torch.Tensor | None = None):
     """What each source is replaced by: `[n_sources, B, P, d_model]`, and the corrupted logits
     (resample ablation only, else None)."""
-    acts = new_acts(model, graph, batch)
+    acts = new_acts(model, graph, batch, fill=ablation != "resample")
     if ablation == "resample":
         with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(model, graph, acts)):
             logits = model(batch.corrupted)

@@ -112,7 +112,8 @@ def attribute(model, pairs, method: str = "eap", metric="logit_diff", batch_size
     scores = torch.zeros(graph.n_sources, graph.n_inputs, dtype=model.cfg.dtype, device=device)
     points = [] if method == "exact" else gradient_points(method, graph, ig_steps)
     n_batches = pairs.n_batches(batch_size, split)
-    with edge_hooks_enabled(model, freeze=True):
+    # the gradient passes read head inputs through ln1's Jacobian; only exact patches them per head
+    with edge_hooks_enabled(model, freeze=True, split_qkv=method == "exact"):
         means = source_means(model, graph, pairs, batch_size, device, split) if ablation == "mean" else None
         for b, batch in enumerate(pairs.batches(batch_size, device, split)):
             abl, _ = ablated_acts(model, graph, batch, ablation, means)
@@ -136,7 +137,7 @@ def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress)
     if not fused:
         with torch.no_grad(), model.hooks(fwd_hooks=clean_pass):
             batch.clean_logits = model(batch.clean)
-        diff *= batch.mask[None, :, :, None]  # padding never counts
+        _mask_padding(diff, batch)
     sources, writes = graph.source_hooks(), graph.residual_write_hooks()
     for k, p in enumerate(points):
         rows = sources[p.hook][1]
@@ -144,14 +145,22 @@ def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress)
         if p.alpha != 1.0:  # a layer's heads move together: their sum enters at hook_attn_out
             d = diff[rows] if isinstance(rows, int) else diff[rows].sum(0)
             hooks.append((writes[p.hook], _interpolation_hook(d, 1.0 - p.alpha)))
-        hooks += (clean_pass if fused else []) + _grad_hooks(graph, diff, scores, p.rows, p.weight)
-        with model.hooks(fwd_hooks=hooks):
+        grad_hooks, flushers = _grad_hooks(model, graph, diff, scores, p.rows, p.weight)
+        with model.hooks(fwd_hooks=hooks + (clean_pass if fused else []) + grad_hooks):
             logits = model(batch.clean)
             if fused:
                 batch.clean_logits = logits.detach()
-                diff *= batch.mask[None, :, :, None]
+                _mask_padding(diff, batch)
             metric(logits, batch).sum().backward()
+        for flush in flushers:  # slots whose q, k or v got no gradient
+            flush()
         progress((k + 1) / len(points))
+
+
+def _mask_padding(diff, batch):
+    """Padding never counts (its gradient is 0 anyway under causal attention)."""
+    if not bool(batch.mask.all()):
+        diff *= batch.mask[None, :, :, None]
 
 
 def _leaf_hook(x, hook):
@@ -168,29 +177,108 @@ def _interpolation_hook(diff, beta):
     return hook
 
 
-def _grad_hooks(graph: Graph, diff, scores, rows: slice, weight: float):
-    """Forward hooks on the input slots that register a gradient hook: when ∂metric/∂input arrives,
-    scores[u, v] += weight · Σ_{b,p,d} diff[u, b, p, d] · grad[b, p, (h,) d] for upstream sources u."""
-    hooks = []
-    for name, cols in graph.input_hooks():
-        first = cols.start if isinstance(cols, slice) else cols
-        r0, r1 = rows.start, min(rows.stop, int(graph.n_upstream[first]))
+def _grad_hooks(model, graph: Graph, diff, scores, rows: slice, weight: float):
+    """Forward hooks that register gradient hooks: when ∂metric/∂input_v arrives,
+    scores[u, v] += weight · Σ_{b,p,d} diff[u, b, p, d] · grad_v[b, p, d] for the upstream sources u.
+    Returns (hooks, flushers): call every flusher after backward."""
+    hooks, flushers = [], []
+    for layer in range(graph.cfg.n_layers):
+        q, v = graph.qkv_inputs(layer, "q"), graph.qkv_inputs(layer, "v")
+        r1 = min(rows.stop, int(graph.n_upstream[q.start]))
+        if r1 > rows.start:
+            hooks += _head_input_grads(model, layer, diff, scores, slice(rows.start, r1), slice(q.start, v.stop),
+                                       weight, flushers)
+    for name, col in graph.input_hooks():
+        if not isinstance(col, int):  # head slots: above
+            continue
+        r0, r1 = rows.start, min(rows.stop, int(graph.n_upstream[col]))
         if r1 <= r0:
             continue
 
-        def on_grad(g, r0=r0, r1=r1, cols=cols):
-            d = diff[r0:r1].reshape(r1 - r0, -1)  # [n, B·P·d]
-            if g.dim() == 4:  # [B, P, H, d] → [B·P·d, H]
-                scores[r0:r1, cols] += weight * (d @ g.permute(0, 1, 3, 2).reshape(-1, g.shape[2]))
-            else:
-                scores[r0:r1, cols] += weight * (d @ g.reshape(-1))
+        def on_grad(g, r0=r0, r1=r1, col=col):  # MLP input or logits: g [B, P, d]
+            scores[r0:r1, col] += weight * (diff[r0:r1].reshape(r1 - r0, -1) @ g.reshape(-1))
 
         def hook(x, hook, on_grad=on_grad):
             if x.requires_grad:
                 x.register_hook(on_grad)
 
         hooks.append((name, hook))
-    return hooks
+    return hooks, flushers
+
+
+def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weight, flushers):
+    """Head input slots without splitting the model's q/k/v inputs per head (TransformerLens's
+    split runs LayerNorm 3·n_heads times per layer). Head h's q input x feeds q_h = ln1(x) W_Q[h], so
+
+        ∂metric/∂x (q of head h) = J_ln1(x)ᵀ (W_Q[h] ∂metric/∂q_h)        [B, P, d_model]
+
+    For LayerNorm, with x̂ = (x − mean)/σ and U = w ⊙ (W_Q[h] ∂metric/∂q_h) / σ:
+        J_ln1ᵀ(...) = U − mean_d(U) − x̂ · mean_d(U ⊙ x̂)     (RMSNorm: no mean_d(U) term)
+    The q, k, v of every head of the layer share one [3H, B·P, d] buffer and one matmul with diff."""
+    attn, ln = model.blocks[layer].attn, model.blocks[layer].ln1
+    H = attn.W_Q.shape[0]
+    kind = type(ln).__name__
+    state: dict = {"x": None, "U": None, "filled": set()}
+
+    def normalize():  # σ [B, P, 1] and x̂ [B, P, d] of this layer's attention input
+        x = state["x"]
+        if kind in ("LayerNorm", "LayerNormPre"):
+            x = x - x.mean(-1, keepdim=True)
+        if kind in ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre"):
+            sigma = (x.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
+            return sigma, x / sigma
+        return None, None
+
+    def on_grad(letter, g):  # g: ∂metric/∂q [B, P, H, d_head]; W: [H, d_model, d_head]
+        B, P = g.shape[:2]
+        if state["U"] is None:
+            state["U"] = torch.empty(3 * H, B * P, attn.W_Q.shape[1], dtype=g.dtype, device=g.device)
+            state["sigma"], state["xhat"] = normalize()
+        W = {"q": attn.W_Q, "k": attn.W_K, "v": attn.W_V}[letter].detach()
+        if kind in ("LayerNorm", "RMSNorm"):
+            W = W * ln.w.detach()[:, None]
+        if state["sigma"] is not None:
+            g = g / state["sigma"][..., None]
+        i = "qkv".index(letter)
+        torch.bmm(g.permute(2, 0, 1, 3).reshape(H, B * P, -1), W.transpose(1, 2), out=state["U"][i * H:(i + 1) * H])
+        state["filled"].add(letter)
+        if len(state["filled"]) == 3:
+            flush()
+
+    def flush():
+        U = state["U"]
+        if U is None:
+            return
+        for i, letter in enumerate("qkv"):
+            if letter not in state["filled"]:
+                U[i * H:(i + 1) * H] = 0
+        if kind in ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre"):
+            xhat = state["xhat"].reshape(1, U.shape[1], -1)
+            c = torch.einsum("jkd,kd->jk", U, xhat[0]) / U.shape[2]
+            if kind.startswith("LayerNorm"):
+                U -= U.mean(-1, keepdim=True)
+            U.addcmul_(xhat, c[..., None], value=-1.0)
+        elif not isinstance(ln, torch.nn.Identity):  # another norm: its exact Jacobian, by autograd
+            _, vjp = torch.func.vjp(ln, state["x"])
+            B, P, d = state["x"].shape
+            sigma_free = U.reshape(3 * H, B, P, d)  # U holds W ∂metric/∂q here (no σ, no w folded in)
+            U.copy_(torch.vmap(vjp)(sigma_free)[0].reshape(3 * H, B * P, d))
+        n = rows.stop - rows.start
+        scores[rows, cols] += weight * (diff[rows].reshape(n, -1) @ U.reshape(3 * H, -1).T)
+        state["U"], state["filled"] = None, set()
+
+    def keep_input(x, hook):
+        state["x"] = x.detach()
+
+    def grad_hook(letter):
+        def hook(x, hook):
+            if x.requires_grad:
+                x.register_hook(lambda g: on_grad(letter, g))
+        return hook
+
+    flushers.append(flush)
+    return [(f"blocks.{layer}.hook_resid_pre", keep_input)] + \
+        [(f"blocks.{layer}.attn.hook_{c}", grad_hook(c)) for c in "qkv"]
 
 
 def _exact_batch(model, graph, batch, metric, abl, scores, progress):
