@@ -7,7 +7,7 @@ NPM_STAMP := frontend/node_modules/.installed
 CHROMIUM  := /usr/bin/chromium
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench results clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
@@ -28,7 +28,7 @@ $(NPM_STAMP): frontend/package.json frontend/package-lock.json
 # the browser tests drive Debian's chromium (never `playwright install`); installed only when missing
 $(CHROMIUM):
 	$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update
-	$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y chromium
+	$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 run: setup
 	$(BIN)/edgewise serve
@@ -40,6 +40,10 @@ test: setup $(CHROMIUM)
 bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_attribution.py
 	$(BIN)/python bench/bench_slider.py
+
+# docs/results.md: every method and ACDC on every bundled task (about a minute on 2 CPU cores)
+results: $(STAMP)
+	$(BIN)/python bench/compare_methods.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache frontend/node_modules

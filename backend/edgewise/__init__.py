@@ -7,6 +7,7 @@
     circuit = res.circuit(top_k=200)
     ew.evaluate(model, pairs, circuit, metric="logit_diff")
 """
+from .acdc import acdc, acdc_sweep
 from .attribution import METHODS, AttributionResult, attribute
 from .circuit import Circuit
 from .data import PairsError, PromptPairs
@@ -16,7 +17,7 @@ from .metrics import METRICS, register_metric
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "METRICS", "AttributionResult", "Circuit", "Faithfulness", "Graph", "GraphConfig",
+__all__ = ["acdc", "acdc_sweep", "METHODS", "METRICS", "AttributionResult", "Circuit", "Faithfulness", "Graph", "GraphConfig",
            "PairsError", "PromptPairs", "attribute", "evaluate", "faithfulness_curve", "load_model",
            "load_task", "register_metric", "roc_auc"]
 

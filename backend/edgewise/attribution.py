@@ -182,12 +182,13 @@ def _grad_hooks(model, graph: Graph, diff, scores, rows: slice, weight: float):
     scores[u, v] += weight · Σ_{b,p,d} diff[u, b, p, d] · grad_v[b, p, d] for the upstream sources u.
     Returns (hooks, flushers): call every flusher after backward."""
     hooks, flushers = [], []
+    shared: dict = {"U": None, "owner": None, "flush": {}}  # one [3H, B·P, d] buffer serves every layer in turn
     for layer in range(graph.cfg.n_layers):
         q, v = graph.qkv_inputs(layer, "q"), graph.qkv_inputs(layer, "v")
         r1 = min(rows.stop, int(graph.n_upstream[q.start]))
         if r1 > rows.start:
             hooks += _head_input_grads(model, layer, diff, scores, slice(rows.start, r1), slice(q.start, v.stop),
-                                       weight, flushers)
+                                       weight, flushers, shared)
     for name, col in graph.input_hooks():
         if not isinstance(col, int):  # head slots: above
             continue
@@ -206,7 +207,7 @@ def _grad_hooks(model, graph: Graph, diff, scores, rows: slice, weight: float):
     return hooks, flushers
 
 
-def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weight, flushers):
+def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weight, flushers, shared):
     """Head input slots without splitting the model's q/k/v inputs per head (TransformerLens's
     split runs LayerNorm 3·n_heads times per layer). Head h's q input x feeds q_h = ln1(x) W_Q[h], so
 
@@ -232,7 +233,12 @@ def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weig
     def on_grad(letter, g):  # g: ∂metric/∂q [B, P, H, d_head]; W: [H, d_model, d_head]
         B, P = g.shape[:2]
         if state["U"] is None:
-            state["U"] = torch.empty(3 * H, B * P, attn.W_Q.shape[1], dtype=g.dtype, device=g.device)
+            if shared["owner"] is not None:  # another layer still holds the buffer: finish it first
+                shared["flush"][shared["owner"]]()
+            shape = (3 * H, B * P, attn.W_Q.shape[1])
+            if shared["U"] is None or shared["U"].shape != shape:
+                shared["U"] = torch.empty(shape, dtype=g.dtype, device=g.device)
+            state["U"], shared["owner"] = shared["U"], layer
             state["sigma"], state["xhat"] = normalize()
         W = {"q": attn.W_Q, "k": attn.W_K, "v": attn.W_V}[letter].detach()
         if kind in ("LayerNorm", "RMSNorm"):
@@ -265,7 +271,7 @@ def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weig
             U.copy_(torch.vmap(vjp)(sigma_free)[0].reshape(3 * H, B * P, d))
         n = rows.stop - rows.start
         scores[rows, cols] += weight * (diff[rows].reshape(n, -1) @ U.reshape(3 * H, -1).T)
-        state["U"], state["filled"] = None, set()
+        state["U"], state["filled"], shared["owner"] = None, set(), None
 
     def keep_input(x, hook):
         state["x"] = x.detach()
@@ -277,6 +283,7 @@ def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weig
         return hook
 
     flushers.append(flush)
+    shared["flush"][layer] = flush
     return [(f"blocks.{layer}.hook_resid_pre", keep_input)] + \
         [(f"blocks.{layer}.attn.hook_{c}", grad_hook(c)) for c in "qkv"]
 
