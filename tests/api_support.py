@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 import torch
 from conftest import random_pairs, tiny_model
 
@@ -18,15 +18,6 @@ from edgewise.server import Catalog, Settings
 TINY = dict(seed=0, n_layers=2, n_heads=2, d_model=16, dtype=torch.float32)
 FINAL = ("done", "failed", "cancelled")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine torch's spinning
-    threads make them ~30x slower. Test modules import this fixture; the setting is restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _slow(logits, batch):
@@ -133,6 +124,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(proc, timeout: float = 15.0) -> None:
+    """Terminate a server process; kill it if it does not exit in `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_healthy(base: str, proc, timeout=60.0, headers=None) -> None:

@@ -4,7 +4,6 @@ import io
 import json
 
 import pytest
-from api_support import one_torch_thread  # noqa: F401 (autouse: one torch thread)
 from api_support import make_model, settings, tiny_records, upload
 from fastapi.testclient import TestClient
 

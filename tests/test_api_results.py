@@ -5,7 +5,6 @@ import time
 
 import pytest
 import torch
-from api_support import one_torch_thread  # noqa: F401 (autouse: one torch thread)
 from api_support import finished_run, make_model, settings, tiny_records
 from fastapi.testclient import TestClient
 

@@ -3,7 +3,6 @@ import time
 
 import pytest
 import torch
-from api_support import one_torch_thread  # noqa: F401 (autouse: one torch thread)
 from api_support import make_model, read_sse, settings, start_run, tiny_records, upload, wait
 from fastapi.testclient import TestClient
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import one_torch_thread  # noqa: F401 (autouse: one torch thread)
-from api_support import finished_run, free_port, read_sse, settings, tiny_records, wait_healthy
+from api_support import finished_run, free_port, read_sse, settings, stop_process, tiny_records, wait_healthy
 from fastapi.testclient import TestClient
 
 import edgewise as ew
@@ -37,12 +36,7 @@ def test_real_uvicorn_process_upload_run_and_sse(tmp_path):
             assert c.post("/api/datasets", content=b"\xff", headers={"content-type": "application/json"}).status_code == 422
             assert c.get("/api/health").json()["status"] == "ok"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_server_killed_mid_run_marks_it_failed_and_keeps_finished_runs(tmp_path):

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import one_torch_thread  # noqa: F401 (autouse: one torch thread)
-from api_support import free_port, wait_healthy
+from api_support import free_port, stop_process, wait_healthy
 
 import edgewise as ew
 from edgewise import cli
@@ -131,9 +130,4 @@ def test_edgewise_serve_process_serves_api_and_page(tmp_path):
         assert page.status_code == (200 if front.exists() else 404)
         assert (tmp_path / "d" / "edgewise.sqlite3").exists()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

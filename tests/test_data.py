@@ -8,7 +8,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 import edgewise as ew
-from edgewise.data import PairsError, parse_records
+from edgewise.data import PairsError
 
 WORDS = ["<unk>", "When", "Mary", "and", "John", "went", "to", "the", "store", ",", "gave", "a", "drink",
          "Anna", "Mary-Jo"]

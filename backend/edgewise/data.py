@@ -204,24 +204,27 @@ class PromptPairs:
         return PromptPairs(pick(self.clean), pick(self.corrupted), pick(self.answer), pick(self.wrong_answer),
                            records=pick(self.records) if self.records else None)
 
-    def batches(self, batch_size: int, device="cpu", split_lengths: bool = False):
-        """Yield `Batch`es of pairs sorted by length (less padding). With `split_lengths`, a batch
-        holds one length only: models with bidirectional attention would otherwise attend to padding."""
+    def _chunks(self, batch_size: int, split_lengths: bool) -> list[list[int]]:
+        """Pair indices per batch: sorted by length (less padding); with `split_lengths`, one length
+        per batch, since models with bidirectional attention would otherwise attend to padding."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-        order = sorted(range(len(self)), key=lambda i: len(self.clean[i]))
-        chunk: list[int] = []
-        for i in order:
-            if chunk and (len(chunk) == batch_size or (split_lengths and len(self.clean[i]) != len(self.clean[chunk[0]]))):
-                yield self._batch(chunk, device)
-                chunk = []
-            chunk.append(i)
-        if chunk:
-            yield self._batch(chunk, device)
+        chunks: list[list[int]] = []
+        for i in sorted(range(len(self)), key=lambda i: len(self.clean[i])):
+            last = chunks[-1] if chunks else None
+            if last is None or len(last) == batch_size or (
+                    split_lengths and len(self.clean[i]) != len(self.clean[last[0]])):
+                chunks.append([])
+            chunks[-1].append(i)
+        return chunks
+
+    def batches(self, batch_size: int, device="cpu", split_lengths: bool = False):
+        """Yield `Batch`es (see _chunks for the grouping)."""
+        for idx in self._chunks(batch_size, split_lengths):
+            yield self._batch(idx, device)
 
     def n_batches(self, batch_size: int, split_lengths: bool = False) -> int:
-        return sum(1 for _ in self.batches(batch_size, split_lengths=split_lengths)) if split_lengths \
-            else -(-len(self) // batch_size)
+        return len(self._chunks(batch_size, split_lengths))
 
     def _batch(self, idx: list[int], device) -> Batch:
         lengths = torch.tensor([len(self.clean[i]) for i in idx])
