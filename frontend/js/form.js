@@ -1,0 +1,245 @@
+// The form: prompt pairs (example, file, paste, drop), model/method/metric, validation, starting a run
+// and following it with the progress bar, and the past-runs list. Opening a run is the explorer's:
+// wireForm({ openRun }) hands it in.
+import * as api from "./api.js";
+import { app } from "./app.js";
+import { formatInt } from "./format.js";
+import { renderRuns, showDataset, showErrors, toast } from "./panels.js";
+
+const $ = (id) => document.getElementById(id);
+
+const METHOD_INFO = {
+  eap: "EAP: one gradient at the clean run — every edge scored in two forward and one backward pass.",
+  "eap-ig-inputs": "EAP-IG: gradients averaged along the path corrupted → clean at each node's input; more faithful, a few times slower.",
+  "eap-ig-activations": "EAP-IG on activations: integrated gradients on each source's output.",
+  "clean-corrupted": "Gradients at the clean and the corrupted run, averaged (two ends of the path).",
+  exact: "Patch every edge on its own and measure the metric: the ground truth, one forward pass per edge (small models only).",
+};
+const BASE_METRICS = ["logit_diff", "prob_diff", "kl"];
+
+let openRun = () => {};  // the explorer's, handed in by wireForm
+
+/** Fetch the models and bundled tasks, fill the selects, list the past runs. */
+export async function fillForm() {
+  const [models, tasks] = await Promise.all([
+    api.models().catch((e) => {
+      toast(e.status === 401 ? "This server needs a token: open the page as /?token=<EDGEWISE_TOKEN>"
+        : `Could not list models: ${e.message}`, "error");
+      return [];
+    }),
+    api.tasks().catch(() => []),
+  ]);
+  app.models = Array.isArray(models) ? models : (models.models ?? []);
+  app.tasks = Array.isArray(tasks) ? tasks : (tasks.tasks ?? []);
+  fillTasks();
+  fillModels();
+  refreshRuns();
+}
+
+export function modelName(m) { return m.name ?? m.id; }
+
+function fillModels() {
+  const sel = $("model");
+  sel.replaceChildren(...app.models.map((m) => new Option(modelName(m), modelName(m))));
+  // the example task's model first: it works offline and has pairs to load
+  const first = preferredTask();
+  if (first && app.models.some((m) => modelName(m) === first.model)) sel.value = first.model;
+  onModelChange();
+}
+
+/** The example offered first: toy-ioi (text prompts, a known circuit family), else the first task. */
+function preferredTask() {
+  return app.tasks.find((t) => t.name === "toy-ioi") ?? app.tasks[0];
+}
+
+function fillTasks() {
+  const sel = $("example-task");
+  sel.replaceChildren(...app.tasks.map((t) => {
+    const o = new Option(t.name, t.name);
+    o.title = `${t.n_pairs ?? "?"} pairs · model ${t.model} · metric ${t.metric}${t.description ? ` — ${t.description}` : ""}`;
+    return o;
+  }));
+  const preferred = preferredTask();
+  if (preferred) sel.value = preferred.name;
+  $("load-example").disabled = app.tasks.length === 0;
+  if (!app.tasks.length) $("example-hint").textContent = "No bundled tasks on this server.";
+}
+
+function currentModel() { return app.models.find((m) => modelName(m) === $("model").value); }
+
+function onModelChange() {
+  const m = currentModel();
+  const info = $("model-info");
+  if (m) {
+    const L = m.layers ?? m.n_layers, H = m.heads ?? m.n_heads, E = m.edges ?? m.n_edges ?? m.edge_count;
+    info.textContent = [m.description, [L != null && `${L} layers`, H != null && `${H} heads`, E != null && `${formatInt(E)} edges`].filter(Boolean).join(", ")]
+      .filter(Boolean).join(" — ");
+  } else info.textContent = "";
+  const taskMetrics = app.tasks.filter((t) => t.model === $("model").value).map((t) => t.metric);
+  const metrics = [...new Set([...(m?.metrics ?? BASE_METRICS), ...taskMetrics])];
+  const sel = $("metric");
+  const prev = sel.value;
+  sel.replaceChildren(...metrics.map((x) => new Option(x, x)));
+  sel.value = metrics.includes(prev) && !taskMetrics.length ? prev : (taskMetrics[0] ?? metrics[0]);
+  // the dataset was checked against another model: check it again
+  if (app.source && (!app.dataset || app.dataset.model !== $("model").value)) validate();
+}
+
+function sourceLabel(src) { return src?.file ? src.file.name : src?.name ?? "pasted pairs"; }
+
+/** Upload app.source for the chosen model; returns the dataset or null (errors shown). */
+async function validate() {
+  const src = app.source;
+  if (!src) return null;
+  const model = $("model").value;
+  showErrors([]);
+  $("dataset-status").textContent = "Checking pairs…";
+  try {
+    const ds = await api.uploadDataset({ file: src.file, text: src.text, model });
+    if (app.source !== src) return null;  // replaced meanwhile
+    app.dataset = { ...ds, model };
+    showDataset(ds, `${sourceLabel(src)} · ${model}`);
+    return app.dataset;
+  } catch (e) {
+    if (app.source !== src) return null;
+    app.dataset = null;
+    $("dataset-status").textContent = "";
+    showErrors(e.status === 422 || e.status === 400 || e.status === 413 ? e.lines : [e.message]);
+    return null;
+  }
+}
+
+function setSource(src) {
+  app.source = src;
+  app.dataset = null;
+  return validate();
+}
+
+async function loadExample() {
+  const task = app.tasks.find((t) => t.name === $("example-task").value);
+  if (!task) return;
+  const btn = $("load-example");
+  btn.disabled = true;
+  app.source = null;
+  try {
+    const text = await api.taskPairs(task.name, "csv");
+    if (app.models.some((m) => modelName(m) === task.model)) $("model").value = task.model;
+    onModelChange();
+    if ([...$("metric").options].some((o) => o.value === task.metric)) $("metric").value = task.metric;
+    $("pairs-text").value = text;
+    $("pairs-file").value = "";
+    await setSource({ text, name: `${task.name}.csv (example)` });
+  } catch (e) {
+    showErrors([`Could not load the example: ${e.message}`]);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+/** Listen to the form's controls; `openRun(id)` opens a finished run (a past run clicked, a run done). */
+export function wireForm(hooks) {
+  openRun = hooks.openRun;
+  $("model").addEventListener("change", onModelChange);
+  $("method").addEventListener("change", () => { $("method-info").textContent = METHOD_INFO[$("method").value] ?? ""; });
+  $("method-info").textContent = METHOD_INFO[$("method").value];
+  $("load-example").addEventListener("click", loadExample);
+  $("pairs-file").addEventListener("change", () => {
+    const file = $("pairs-file").files[0];
+    if (file) setSource({ file });
+  });
+  $("use-pasted").addEventListener("click", () => {
+    const text = $("pairs-text").value;
+    if (!text.trim()) { showErrors(["Paste some pairs first (CSV with a header row, JSONL or JSON)."]); return; }
+    setSource({ text, name: "pasted pairs" });
+  });
+  const zone = $("dropzone");
+  zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    zone.classList.remove("over");
+    const file = ev.dataTransfer.files[0];
+    if (file) setSource({ file });
+  });
+  $("run").addEventListener("click", startRun);
+  $("cancel").addEventListener("click", async () => {
+    if (!app.following) return;
+    try { await api.cancelRun(app.following); } catch (e) { toast(`Cancel failed: ${e.message}`, "error"); }
+  });
+}
+
+async function startRun() {
+  $("run-error").hidden = true;
+  // nothing chosen yet: the example of the chosen model, if there is one (a first visit needs no file)
+  const example = app.tasks.find((t) => t.name === $("example-task").value);
+  if (!app.source && example?.model === $("model").value) await loadExample();
+  if (!app.source) {
+    showErrors(["Choose a prompt pairs file, paste pairs, or click “Load example” first."]);
+    return;
+  }
+  const btn = $("run");
+  btn.disabled = true;
+  try {
+    const model = $("model").value;
+    const ds = app.dataset && app.dataset.model === model ? app.dataset : await validate();
+    if (!ds) return;
+    const body = { model, dataset_id: ds.id, method: $("method").value, metric: $("metric").value };
+    const run = await api.createRun(body);
+    const id = run.id ?? run.run_id;
+    app.runs = [{ ...body, ...run, id, status: run.status ?? "queued" }, ...app.runs];
+    renderRuns(app.runs, app.run?.id, (rid) => openRun(rid));
+    follow(id);
+  } catch (e) {
+    showRunError(e.message);
+  } finally {
+    btn.disabled = !!app.following;
+  }
+}
+
+export function showRunError(msg) {
+  $("run-error").textContent = msg;
+  $("run-error").hidden = !msg;
+}
+
+function setProgress(info) {
+  const bar = $("progressbar");
+  const p = Math.max(0, Math.min(1, Number(info.progress) || 0));
+  bar.setAttribute("aria-valuenow", String(Math.round(p * 100)));
+  bar.classList.toggle("indeterminate", info.status === "queued");
+  bar.querySelector(".progress-fill").style.width = `${p * 100}%`;
+  $("progress-text").textContent = info.status === "queued" ? "queued…"
+    : `${info.stage ?? "running"} · ${Math.round(p * 100)}%`;
+  // the main area says so too, where the eye is
+  $("run-status").textContent = info.status === "queued" ? "Attribution queued…"
+    : `Attribution running: ${info.stage ?? "working"} · ${Math.round(p * 100)}%`;
+  $("run-status").hidden = false;
+}
+
+/** Follow run `id` with the progress bar; open it when done. */
+export function follow(id) {
+  app.stopFollow?.();
+  app.following = id;
+  $("run-progress").hidden = false;
+  $("run").disabled = true;
+  setProgress({ status: "queued", progress: 0 });
+  app.stopFollow = api.followRun(id, (info) => {
+    if (info.status === "queued" || info.status === "running") { setProgress(info); return; }
+    app.following = null;
+    app.stopFollow = null;
+    $("run-progress").hidden = true;
+    $("run-status").hidden = true;
+    $("run").disabled = false;
+    refreshRuns();
+    if (info.status === "done") openRun(id);
+    else if (info.status === "failed") showRunError(`Run failed: ${info.error ?? "see the server log"}`);
+    else if (info.status === "cancelled") toast("Run cancelled");
+  });
+}
+
+export async function refreshRuns() {
+  try {
+    const runs = await api.listRuns();
+    app.runs = Array.isArray(runs) ? runs : (runs.runs ?? []);
+  } catch { /* keep the list we have */ }
+  renderRuns(app.runs, app.run?.id, (id) => openRun(id));
+}
