@@ -24,6 +24,24 @@ def pick_edges(graph, n=12, seed=0):
     return rng.sample(graph.edge_names, min(n, graph.n_edges))
 
 
+def test_every_edge_matches_finite_differences():
+    """All 100 edges of one model, so a swapped q/k/v slot, an off-by-one layer or a wrong row
+    cannot hide among unsampled edges."""
+    model = tiny_model(seed=4)
+    pairs = random_pairs(model, n=3, seed=5)
+    res = ew.attribute(model, pairs, method="eap", batch_size=2)
+    eps = 1e-4
+    per_pair = [caches(model, pairs.clean[i], pairs.corrupted[i]) for i in range(len(pairs))]
+    for edge, score in zip(res.edges, res.scores.tolist()):
+        fd = 0.0
+        for i, (cc, xc) in enumerate(per_pair):
+            args = (pairs.answer[i], pairs.wrong_answer[i])
+            up = edge_patched_metric(model, pairs.clean[i], xc, cc, edge, eps, *args)
+            down = edge_patched_metric(model, pairs.clean[i], xc, cc, edge, -eps, *args)
+            fd += (up - down) / (2 * eps) / len(pairs)
+        assert score == pytest.approx(fd, rel=1e-6, abs=1e-9), edge
+
+
 def per_pair(pairs, i):
     return pairs.clean[i], pairs.corrupted[i], pairs.answer[i], pairs.wrong_answer[i]
 
