@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, source_means, write_hooks
+from .circuit import Circuit, rank_edges
 from .graph import Graph
 from .metrics import get_metric, warn_if_vanishing
 from .patching import run_patched
@@ -83,12 +84,10 @@ class AttributionResult:
 
     def ranking(self) -> torch.Tensor:
         """Edge positions by |score|, largest first (ties keep graph order)."""
-        return torch.argsort(self.scores.abs(), descending=True, stable=True)
+        return rank_edges(self.scores)
 
     def circuit(self, top_k: int | None = None, min_abs_score: float | None = None):
         """The circuit of the top_k edges by |score|, or of every edge with |score| ≥ min_abs_score."""
-        from .circuit import Circuit
-
         return Circuit.from_scores(self.graph, self.scores, top_k=top_k, min_abs_score=min_abs_score,
                                    model=self.model, method=self.method, metric=self.metric,
                                    dataset={"n_pairs": self.n_pairs, "sha256": self.dataset_sha256})
@@ -181,17 +180,14 @@ def _grad_hooks(model, graph: Graph, diff, scores, rows: slice, weight: float):
     """Forward hooks that register gradient hooks: when ∂metric/∂input_v arrives,
     scores[u, v] += weight · Σ_{b,p,d} diff[u, b, p, d] · grad_v[b, p, d] for the upstream sources u.
     Returns (hooks, flushers): call every flusher after backward."""
-    hooks, flushers = [], []
+    hooks = []
     shared: dict = {"U": None, "owner": None, "flush": {}}  # one [3H, B·P, d] buffer serves every layer in turn
     for layer in range(graph.cfg.n_layers):
-        q, v = graph.qkv_inputs(layer, "q"), graph.qkv_inputs(layer, "v")
-        r1 = min(rows.stop, int(graph.n_upstream[q.start]))
+        cols = graph.head_inputs(layer)
+        r1 = min(rows.stop, int(graph.n_upstream[cols.start]))
         if r1 > rows.start:
-            hooks += _head_input_grads(model, layer, diff, scores, slice(rows.start, r1), slice(q.start, v.stop),
-                                       weight, flushers, shared)
-    for name, col in graph.input_hooks():
-        if not isinstance(col, int):  # head slots: above
-            continue
+            hooks += _head_input_grads(model, layer, diff, scores, slice(rows.start, r1), cols, weight, shared)
+    for name, col in graph.residual_input_hooks():
         r0, r1 = rows.start, min(rows.stop, int(graph.n_upstream[col]))
         if r1 <= r0:
             continue
@@ -204,10 +200,10 @@ def _grad_hooks(model, graph: Graph, diff, scores, rows: slice, weight: float):
                 x.register_hook(on_grad)
 
         hooks.append((name, hook))
-    return hooks, flushers
+    return hooks, list(shared["flush"].values())
 
 
-def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weight, flushers, shared):
+def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weight, shared):
     """Head input slots without splitting the model's q/k/v inputs per head (TransformerLens's
     split runs LayerNorm 3·n_heads times per layer). Head h's q input x feeds q_h = ln1(x) W_Q[h], so
 
@@ -282,7 +278,6 @@ def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weig
                 x.register_hook(lambda g: on_grad(letter, g))
         return hook
 
-    flushers.append(flush)
     shared["flush"][layer] = flush
     return [(f"blocks.{layer}.hook_resid_pre", keep_input)] + \
         [(f"blocks.{layer}.attn.hook_{c}", grad_hook(c)) for c in "qkv"]

@@ -15,6 +15,11 @@ from .graph import Graph, GraphConfig
 FORMAT = "edgewise.circuit/v1"
 
 
+def rank_edges(scores: torch.Tensor) -> torch.Tensor:
+    """Edge positions by |score|, largest first; ties keep graph order (the ranking everywhere)."""
+    return torch.argsort(scores.abs(), descending=True, stable=True)
+
+
 class Circuit:
     def __init__(self, graph: Graph, in_graph: torch.Tensor, scores: torch.Tensor | None = None, **meta):
         """in_graph: bool [n_sources, n_inputs]; scores: one per graph edge (graph.edge_names order)."""
@@ -34,7 +39,7 @@ class Circuit:
             if top_k < 0:
                 raise ValueError(f"top_k must be ≥ 0, got {top_k}")
             keep = torch.zeros(len(scores), dtype=torch.bool)
-            keep[torch.argsort(scores.abs(), descending=True, stable=True)[:top_k]] = True
+            keep[rank_edges(scores)[:top_k]] = True
             selection = {"top_k": int(min(top_k, len(scores)))}
         else:
             keep = scores.abs() >= min_abs_score

@@ -140,14 +140,7 @@ def faithfulness_curve(model, pairs, scores: torch.Tensor, metric="logit_diff", 
     """Normalized faithfulness of the top-k circuit (by |score|) for each k. scores: one per graph edge."""
     graph = Graph.from_model(model)
     ks = ks or log_spaced_ks(graph.n_edges)
-    order = torch.argsort(scores.abs(), descending=True, stable=True)
-    masks = []
-    for k in ks:
-        keep = torch.zeros(graph.n_edges, dtype=torch.bool)
-        keep[order[:k]] = True
-        mask = torch.zeros_like(graph.edge_mask)
-        mask[graph.edge_mask] = keep
-        masks.append(mask)
+    masks = [Circuit.from_scores(graph, scores, top_k=k).in_graph for k in ks]
     clean, corrupted, values = evaluate_masks(model, pairs, masks, metric, ablation, batch_size, progress)
     return [{"k": k, **Faithfulness(clean, corrupted, v, k).to_dict()} for k, v in zip(ks, values)]
 

@@ -104,6 +104,10 @@ class Graph:
         start = layer * (3 * H + (0 if self.cfg.attn_only else 1)) + QKV.index(letter) * H
         return slice(start, start + H)
 
+    def head_inputs(self, layer: int) -> slice:
+        """Columns of all q, k and v slots of `layer` (contiguous: q heads, k heads, v heads)."""
+        return slice(self.qkv_inputs(layer, "q").start, self.qkv_inputs(layer, "v").stop)
+
     def mlp_input(self, layer: int) -> int:
         return self.qkv_inputs(layer, "v").stop
 
@@ -184,6 +188,10 @@ class Graph:
         """Where each entry of source_hooks() enters the residual stream (a layer's heads together, at hook_attn_out)."""
         return [name if not name.endswith("attn.hook_z") else name.replace("attn.hook_z", "hook_attn_out")
                 for name, _ in self.source_hooks()]
+
+    def residual_input_hooks(self) -> list[tuple[str, int]]:
+        """(hook name, column) of the slots that read the residual stream whole: MLP inputs, logits."""
+        return [(name, cols) for name, cols in self.input_hooks() if isinstance(cols, int)]
 
     def input_hooks(self) -> list[tuple[str, int | slice]]:
         """(hook name, input columns it reads) in forward order."""

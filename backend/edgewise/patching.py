@@ -39,13 +39,13 @@ def patch_hooks(model, graph: Graph, delta: torch.Tensor, weight: torch.Tensor) 
         return hook
 
     for layer in range(graph.cfg.n_layers):
-        cols = slice(graph.qkv_inputs(layer, "q").start, graph.qkv_inputs(layer, "v").stop)
+        cols = graph.head_inputs(layer)
         n = int(graph.n_upstream[cols.start])
         if w[:n, cols].any():
             hooks += [(f"blocks.{layer}.hook_{c}_input", head_hook(layer, c, n, cols)) for c in "qkv"]
-    for name, col in graph.input_hooks():
-        n = int(graph.n_upstream[col]) if isinstance(col, int) else 0
-        if n and w[:n, col].any():
+    for name, col in graph.residual_input_hooks():
+        n = int(graph.n_upstream[col])
+        if w[:n, col].any():
             def hook(x, hook, n=n, w_in=w[:n, col]):  # MLP input or logits: [B, P, d]
                 return x + (w_in @ delta[:n].reshape(n, -1)).reshape(x.shape)
 
