@@ -253,6 +253,10 @@ def test_unsupported_architecture_names_it_and_the_list(checkpoints, tmp_path):
                                                     "model_type": "bert"}))
     with pytest.raises(ValueError, match=r"BertForMaskedLM is not supported: an encoder.*Supported: GPT-2"):
         ew.load_model(str(folder), device="cpu")
+    (folder / "config.json").write_text(json.dumps({"architectures": ["MambaForCausalLM"], "model_type": "mamba-9"}))
+    with pytest.raises(ValueError, match=r"MambaForCausalLM is not supported: TransformerLens 3.9's HookedTransformer "
+                                         r"cannot hold it. Supported: GPT-2 \(GPT2LMHeadModel\)"):
+        ew.load_model(str(folder), device="cpu")  # a model type transformers does not know either
     gqa_olmo2 = tmp_path / "olmo2-gqa"
     shutil.copytree(checkpoints["olmo-2"], gqa_olmo2)
     cfg = json.loads((gqa_olmo2 / "config.json").read_text())

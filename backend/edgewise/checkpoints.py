@@ -68,6 +68,15 @@ def hf_config(folder: Path):
 
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} has no config.json: not a Hugging Face checkpoint")
+    try:  # refuse by name first: transformers may not even know a model type TL cannot hold
+        declared = (json.loads((folder / "config.json").read_text()).get("architectures") or [None])[0]
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{folder}/config.json is not a JSON object: {e}") from None
+    if declared:
+        try:
+            arch.check_supported(declared)
+        except arch.UnsupportedArchitecture as e:
+            raise ValueError(f"{folder}: {e}") from None
     try:
         return AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (ValueError, KeyError, OSError) as e:  # e.g. a model_type transformers does not know
