@@ -38,11 +38,12 @@ def logit_diff_last(logits, answer, wrong):
     return (logits[0, -1, answer] - logits[0, -1, wrong]).item()
 
 
-def edge_patched_metric(model, clean, replacement_cache, clean_cache, edge, eps, answer, wrong):
+def edge_patched_metric(model, clean, replacement_cache, clean_cache, edge, eps, answer, wrong, source=source_act):
     """logit diff of the clean prompt when input slot DST additionally receives
-    eps × (replacement − clean) output of SRC (one pair, no batching)."""
+    eps × (replacement − clean) output of SRC (one pair, no batching); `source(cache, name)` reads a
+    source node's output (default: source_act)."""
     src, dst = edge.split("->")
-    delta = eps * (source_act(replacement_cache, src) - source_act(clean_cache, src))
+    delta = eps * (source(replacement_cache, src) - source(clean_cache, src))
     hook_name, head = input_hook(model, dst)
 
     def add(x, hook):

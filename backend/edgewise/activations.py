@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import torch
 
+from . import arch
 from .graph import Graph
 
 ABLATIONS = ("resample", "zero", "mean")
@@ -16,12 +17,14 @@ ABLATIONS = ("resample", "zero", "mean")
 
 @contextmanager
 def edge_hooks_enabled(model, freeze: bool = False, split_qkv: bool = True):
-    """Switch on the TransformerLens flags that expose split q/k/v and MLP inputs;
-    with `freeze`, stop parameter gradients (attribution needs gradients of activations only).
-    Everything is restored on exit."""
+    """Switch on the TransformerLens flags that expose split q/k/v and MLP inputs, and ungroup
+    grouped-query attention (k and v computed per query head, so each head has its own k/v input,
+    as MIB counts edges); with `freeze`, stop parameter gradients (attribution needs gradients of
+    activations only). Everything is restored on exit."""
     cfg = model.cfg
-    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
+    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention)
     grads = [p.requires_grad for p in model.parameters()] if freeze else []
+    cfg.ungroup_grouped_query_attention = True
     model.set_use_split_qkv_input(split_qkv)
     if not cfg.attn_only:
         model.set_use_hook_mlp_in(True)
@@ -33,6 +36,7 @@ def edge_hooks_enabled(model, freeze: bool = False, split_qkv: bool = True):
     finally:
         model.set_use_split_qkv_input(saved[0])
         model.cfg.use_hook_mlp_in = saved[1]
+        model.cfg.ungroup_grouped_query_attention = saved[2]
         for p, g in zip(model.parameters(), grads):
             p.requires_grad_(g)
 
@@ -61,7 +65,11 @@ def write_hooks(model, graph: Graph, acts: torch.Tensor, sign: float = 1.0):
                 out.baddbmm_(z, W_O.detach(), alpha=-1.0)
         return hook
 
-    return [(name, make(name, rows)) for name, rows in graph.source_hooks()]
+    hooks = []
+    for name, rows in graph.source_hooks():  # heads under a post-attention norm: arch.py splits the norm
+        normed = arch.normed_head_writes(model, name, rows, acts, sign)
+        hooks += normed if normed is not None else [(name, make(name, rows))]
+    return hooks
 
 
 def new_acts(model, graph: Graph, batch, fill: bool = True) -> torch.Tensor:

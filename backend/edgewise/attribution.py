@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, source_means, write_hooks
+from .arch import head_input_norm
 from .circuit import Circuit, rank_edges
 from .graph import Graph
 from .metrics import get_metric, warn_if_vanishing
@@ -212,7 +213,7 @@ def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weig
     For LayerNorm, with x̂ = (x − mean)/σ and U = w ⊙ (W_Q[h] ∂metric/∂q_h) / σ:
         J_ln1ᵀ(...) = U − mean_d(U) − x̂ · mean_d(U ⊙ x̂)     (RMSNorm: no mean_d(U) term)
     The q, k, v of every head of the layer share one [3H, B·P, d] buffer and one matmul with diff."""
-    attn, ln = model.blocks[layer].attn, model.blocks[layer].ln1
+    attn, ln = model.blocks[layer].attn, head_input_norm(model, layer)  # identity for post-norm blocks
     H = attn.W_Q.shape[0]
     kind = type(ln).__name__
     state: dict = {"x": None, "U": None, "filled": set()}

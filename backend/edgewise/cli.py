@@ -2,7 +2,7 @@
 
     edgewise serve [--host 127.0.0.1] [--port 8000] [--data DIR]
     edgewise attribute --model M --pairs FILE [--method eap] [--metric logit_diff] [--ablation resample]
-                       [--top-k 100 | --min-abs-score X] --out circuit.json
+                       [--top-k 100 | --min-abs-score X] [--dtype float32|bfloat16|float16] --out circuit.json
     edgewise attribute --task tracr-reverse --out circuit.json      # a bundled task's model, pairs, metric
     edgewise evaluate --model M --pairs FILE --circuit circuit.json
     edgewise bench [ARGS...]                                        # bench/bench_attribution.py ARGS
@@ -73,6 +73,8 @@ def source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation", default="resample", help="resample | zero | mean")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", help="torch device (default $EDGEWISE_DEVICE, else cuda if available, else cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="weights and activations (default float32; bfloat16/float16 halve memory on a GPU)")
 
 
 # ------------------------------------------------------------------ serve
@@ -110,10 +112,14 @@ def load_inputs(args):
     pairs_path = args.pairs or (task.pairs_path if task else None)
     if not model_name or not pairs_path:
         raise CLIError("give --model and --pairs, or --task")
+    bar, update = progress_bar(f"loading {Path(model_name).name or model_name}")
     try:
-        model = load_model(model_name, device=args.device)
+        model = load_model(model_name, device=args.device, dtype=args.dtype, progress=lambda f, detail: update(f))
+        update(1.0)  # zoo models load at once and report nothing
     except (ValueError, RuntimeError, OSError) as e:
         raise CLIError(f"model {model_name!r}: {e}") from None
+    finally:
+        bar.close()
     if not Path(pairs_path).is_file():
         raise CLIError(f"no pairs file {str(pairs_path)!r}")
     try:

@@ -39,14 +39,21 @@ class GraphConfig:
         if isinstance(cfg, dict):
             return cls(int(cfg["n_layers"]), int(cfg["n_heads"]), int(cfg.get("d_model", 0)),
                        bool(cfg.get("parallel_attn_mlp", False)), bool(cfg.get("attn_only", False)))
-        n_kv = getattr(cfg, "n_key_value_heads", None)
-        if n_kv is not None and n_kv != cfg.n_heads and not getattr(cfg, "ungroup_grouped_query_attention", False):
-            raise NotImplementedError(
-                f"grouped-query attention ({cfg.n_heads} query heads, {n_kv} key/value heads) is not supported; "
-                "load the model with ungroup_grouped_query_attention=True")
-        if getattr(cfg, "use_normalization_before_and_after", False):
-            raise NotImplementedError("models with a LayerNorm after attention (ln1_post) have no per-head residual writes")
+        # grouped-query attention counts as ungrouped (a k and v input per query head), as in MIB;
+        # the engine switches TransformerLens's ungrouping on while it runs (activations.edge_hooks_enabled)
         return cls(cfg.n_layers, cfg.n_heads, cfg.d_model, bool(cfg.parallel_attn_mlp), bool(cfg.attn_only))
+
+    @property
+    def n_edges(self) -> int:
+        """Edges of this shape without building the mask: Σ over input slots of the sources upstream
+        (a layer's q/k/v see everything before the layer; its MLP also sees the layer's heads unless
+        parallel; logits see every source). Equal to Graph(cfg).n_edges."""
+        L, H, mlp = self.n_layers, self.n_heads, 0 if self.attn_only else 1
+        total = 0
+        for layer in range(L):
+            before = 1 + layer * (H + mlp)
+            total += 3 * H * before + mlp * (before + (0 if self.parallel_attn_mlp else H))
+        return total + 1 + L * (H + mlp)
 
     def to_dict(self) -> dict:
         return {"n_layers": self.n_layers, "n_heads": self.n_heads, "d_model": self.d_model,

@@ -1,27 +1,29 @@
-"""load_model(): bundled zoo models, TransformerLens pretrained names, local Hugging Face checkpoints.
+"""load_model(): bundled zoo models, Hugging Face checkpoints (a local folder, the local HF cache,
+or the hub), and the list of models that can be loaded here.
 
-    load_model("tracr-reverse")        # zoo: weights in the package, no network, no JAX
-    load_model("gpt2")                 # TransformerLens name: only when the hub is reachable
-    load_model("/path/to/checkpoint")  # a local HF directory (config.json, weights, tokenizer)
+    load_model("tracr-reverse")                   # zoo: weights in the package, no network
+    load_model("/ckpts/my-llama")                 # a folder save_pretrained wrote (any supported architecture)
+    load_model("gpt2")                            # a TransformerLens name or a hub repo id: from the local
+    load_model("Qwen/Qwen2.5-0.5B", dtype="bfloat16")  # HF cache if it holds it, else downloaded (hub reachable)
 
-Device: the `device` argument, else $EDGEWISE_DEVICE, else cuda when available, else cpu.
-A zoo folder holds model.safetensors + config.json (HookedTransformerConfig kwargs), and
-tokenizer.json when the model reads text.
+A checkpoint folder becomes a HookedTransformer in checkpoints.py (its own config.json, through
+arch.py); a name is looked up in the local HF cache (hub.py) before any download.
+
+HF_HUB_OFFLINE=1 is honoured: the cache is used and the network never tried. Device: the `device`
+argument, else $EDGEWISE_DEVICE, else cuda when available, else cpu. progress(fraction, detail)
+reports the stage "loading model": bytes downloaded, tensors read, conversion.
 """
 from __future__ import annotations
 
 import json
-import os
-import socket
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from .graph import Graph
+from . import hub
+from .checkpoints import checkpoint_summary, default_device, human_size, load_checkpoint, parse_dtype, quiet
+from .graph import Graph, GraphConfig
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 DESCRIPTIONS = {
@@ -33,37 +35,32 @@ DESCRIPTIONS = {
                      "(previous-token head → induction head)",
     "toy-ioi": "small transformer trained on templated indirect-object sentences, word-level tokenizer",
 }
+TL_NATIVE = ("NeelNanda/", "ArthurConmy/", "Baidicoot/")  # TransformerLens's own (not transformers) format
 
 
-@contextmanager
-def _quiet():
-    """TL 3.9 warns that HookedTransformer is deprecated (TL 4 drops it); edgewise pins TL 3.9."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
-        yield
-
-
-def default_device() -> str:
-    if os.environ.get("EDGEWISE_DEVICE"):
-        return os.environ["EDGEWISE_DEVICE"]
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def offered_dtypes(device: str | None = None) -> list[str]:
+    """float32 everywhere; bfloat16 and float16 on a GPU (on a CPU they are slower and lose precision)."""
+    return ["float32", "bfloat16", "float16"] if str(device or default_device()).startswith("cuda") else ["float32"]
 
 
 def zoo_names() -> list[str]:
     return sorted(p.parent.name for p in ZOO_DIR.glob("*/config.json"))
 
 
-def load_model(name: str, device: str | None = None, dtype: torch.dtype | None = None) -> HookedTransformer:
-    """A HookedTransformer in eval mode. Zoo models are float32 unless `dtype` says otherwise."""
-    device = device or default_device()
-    with _quiet():
+def load_model(name: str, device: str | None = None, dtype=None, progress=None) -> HookedTransformer:
+    """A HookedTransformer in eval mode, float32 unless `dtype` says otherwise (a torch dtype or its name)."""
+    device, dtype = device or default_device(), parse_dtype(dtype)
+    report = progress or (lambda fraction, detail: None)
+    with quiet():
         if name in zoo_names():
             from . import tasks  # noqa: F401  (registers the zoo's task metrics, e.g. tracr_reverse)
-            return _load_zoo(name, device, dtype or torch.float32)
+            return _load_zoo(name, device, dtype)
         path = Path(name).expanduser()
         if path.is_dir():
-            return _load_local_hf(path, device, dtype or torch.float32)
-        return _load_pretrained(name, device, dtype or torch.float32)
+            return load_checkpoint(path, device, dtype, report)
+        if name.startswith(("/", "./", "../", "~")):
+            raise ValueError(f"no such directory {name!r}")
+        return _load_named(name, device, dtype, report)
 
 
 def _load_zoo(name: str, device: str, dtype: torch.dtype) -> HookedTransformer:
@@ -94,51 +91,81 @@ def zoo_tokenizer(name: str):
     return PreTrainedTokenizerFast.from_pretrained(str(ZOO_DIR / name), local_files_only=True)
 
 
-def _load_local_hf(path: Path, device: str, dtype: torch.dtype) -> HookedTransformer:
-    """A local Hugging Face causal-LM directory, converted by TransformerLens' weight converters."""
+# ---------------------------------------------------------------- names: the HF cache, then the hub
+def official_name(name: str) -> str | None:
     import transformer_lens.loading_from_pretrained as loading
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not (path / "config.json").exists():
-        raise ValueError(f"{path} is a directory but has no config.json: not a Hugging Face checkpoint")
-    hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     try:
-        cfg = loading.get_pretrained_model_config(str(path), device=device, dtype=dtype, fold_ln=True)
-    except (NotImplementedError, AttributeError, KeyError) as e:  # e.g. a GPT-2 config without n_ctx
-        raise ValueError(f"{path}: TransformerLens 3.9 cannot convert this checkpoint's config ({e})") from None
-    state = loading.get_pretrained_state_dict(str(path), cfg, hf_model, dtype=dtype)
-    model = HookedTransformer(cfg, tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True, center_unembed=True)
-    model.move_model_modules_to_device()
-    return model.eval()
+        return loading.get_official_model_name(name)
+    except ValueError:
+        return None
+
+
+# Hub repos moved into organisations after TransformerLens named them; a cache may hold either.
+MOVED = {n: f"openai-community/{n}" for n in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
+MOVED["distilgpt2"] = "distilbert/distilgpt2"
+
+
+def _repo_ids(name: str, official: str | None) -> list[str]:
+    """Hub repos (and so cache folders) a name may live in: its official repo and where that moved."""
+    if official is None:
+        return [name] if name.count("/") == 1 else []
+    return [official] + ([MOVED[official]] if official in MOVED else [])
+
+
+def _tl_name(repo: str) -> str:
+    """The TransformerLens name of a hub repo, or the repo id when TransformerLens has none."""
+    moved_from = {v.lower(): k for k, v in MOVED.items()}
+    return moved_from.get(repo.lower()) or official_name(repo) or repo
+
+
+def _load_named(name: str, device: str, dtype: torch.dtype, report) -> HookedTransformer:
+    official = official_name(name)
+    if official is None and name.count("/") != 1:
+        raise ValueError(f"unknown model {name!r}: not a bundled model ({', '.join(zoo_names())}), not a local "
+                         "directory, not a TransformerLens pretrained name and not a hub repo id (org/name)")
+    if official and official.startswith(TL_NATIVE):
+        return _load_tl_native(name, official, device, dtype)
+    for repo in _repo_ids(name, official):
+        snap = hub.snapshot(repo)
+        if hub.complete(snap):
+            return load_checkpoint(snap, device, dtype, report, name=(official or repo).split("/")[-1])
+    repo = official or name
+    if not hub.hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if hub.offline() else "no connection"
+        raise RuntimeError(f"model {name!r} ({repo}) is not in the local Hugging Face cache ({hub.cache_dir()}) and "
+                           f"the hub is unreachable ({why}); bundled models load offline: {', '.join(zoo_names())}")
+    try:
+        snap = hub.download(repo, progress=lambda f, d: report(0.5 * f, d))
+    except Exception as e:  # noqa: BLE001 - gated, missing or private repos: say which and why
+        raise RuntimeError(f"model {name!r}: downloading {repo} from the hub failed: {type(e).__name__}: {e}") from None
+    return load_checkpoint(snap, device, dtype, lambda f, d: report(0.5 + 0.5 * f, d),
+                           name=repo.split("/")[-1])
+
+
+def _load_tl_native(name: str, official: str, device: str, dtype: torch.dtype) -> HookedTransformer:
+    if not hub.hub_reachable():
+        raise RuntimeError(f"model {name!r} ({official}) is stored in TransformerLens's own format, which "
+                           "TransformerLens 3.9 loads only from the hub, and the hub is unreachable here")
+    with quiet():
+        return HookedTransformer.from_pretrained(official, device=device, dtype=dtype).eval()
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """False when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set or the hub's port cannot be opened."""
-    if any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
-        return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    return hub.hub_reachable(timeout)
 
 
-def _load_pretrained(name: str, device: str, dtype: torch.dtype) -> HookedTransformer:
-    import transformer_lens.loading_from_pretrained as loading
-
-    try:
-        official = loading.get_official_model_name(name)
-    except ValueError:
-        raise ValueError(f"unknown model {name!r}: not a bundled model ({', '.join(zoo_names())}), "
-                         "not a local directory, and not a TransformerLens pretrained name") from None
-    if not hub_reachable():
-        raise RuntimeError(f"model {name!r} ({official}) must be downloaded from the Hugging Face hub, which is "
-                           "unreachable here (offline, or HF_HUB_OFFLINE set); bundled models load offline: "
-                           f"{', '.join(zoo_names())}")
-    return HookedTransformer.from_pretrained(name, device=device, dtype=dtype).eval()
+# ---------------------------------------------------------------- what can be loaded here
+# Shapes of a few models researchers start with, offered (source "hub") when the hub is reachable:
+# name → (n_layers, n_heads, d_model, parallel attention/MLP). Edge counts follow from the shape.
+HUB_SUGGESTIONS = {
+    "gpt2": (12, 12, 768, False), "gpt2-medium": (24, 16, 1024, False),
+    "EleutherAI/pythia-70m": (6, 8, 512, True), "EleutherAI/pythia-160m": (12, 12, 768, True),
+    "EleutherAI/pythia-410m": (24, 16, 1024, True), "Qwen/Qwen2.5-0.5B": (24, 14, 896, False),
+    "meta-llama/Llama-3.2-1B": (16, 32, 2048, False), "allenai/OLMo-2-0425-1B": (16, 16, 2048, False),
+    "google/gemma-2-2b": (26, 8, 2304, False), "meta-llama/Llama-3.1-8B": (32, 32, 4096, False),
+}
+GENERIC_METRICS = ["logit_diff", "prob_diff", "kl"]
 
 
 def model_supports(name: str) -> list[str]:
@@ -146,16 +173,68 @@ def model_supports(name: str) -> list[str]:
     cfg = json.loads((ZOO_DIR / name / "config.json").read_text())
     task = ZOO_DIR / name / "task.json"
     task_metric = json.loads(task.read_text())["metric"] if task.exists() else None
-    generic = [] if cfg.get("original_architecture") == "tracr" else ["logit_diff", "prob_diff", "kl"]
+    generic = [] if cfg.get("original_architecture") == "tracr" else list(GENERIC_METRICS)
     return generic + ([task_metric] if task_metric and task_metric not in generic else [])
 
 
-def list_models() -> list[dict]:
-    """The bundled models, read from their config files (no weights are loaded)."""
+def _entry(name: str, source: str, summary: dict, description: str, device, download_needed=False) -> dict:
+    return {"name": name, "description": description, "source": source,
+            **{k: summary.get(k) for k in ("n_layers", "n_heads", "d_model", "n_edges", "size_bytes")},
+            "download_needed": download_needed, "dtypes": offered_dtypes(device), "metrics": list(GENERIC_METRICS)}
+
+
+def _gb(n: int | None) -> str:
+    return f", {human_size(n)}" if n else ""
+
+
+def list_models(device: str | None = None) -> list[dict]:
+    """The zoo, the TransformerLens names and hub repos already complete in the local HF cache, and
+    (only when the hub is reachable) a few well-known models that need a download. No weights are read."""
     out = []
     for name in zoo_names():
         cfg = json.loads((ZOO_DIR / name / "config.json").read_text())
-        out.append({"name": name, "description": DESCRIPTIONS.get(name, ""), "n_layers": cfg["n_layers"],
-                    "n_heads": cfg["n_heads"], "d_model": cfg["d_model"], "n_edges": Graph.from_model(cfg).n_edges,
-                    "source": "zoo", "metrics": model_supports(name)})
+        entry = _entry(name, "zoo", {**cfg, "n_edges": Graph.from_model(cfg).n_edges,
+                                     "size_bytes": (ZOO_DIR / name / "model.safetensors").stat().st_size},
+                       DESCRIPTIONS.get(name, ""), device)
+        out.append({**entry, "metrics": model_supports(name)})
+    cached = set()
+    for repo, _ in hub.cached_repos():
+        snap = hub.snapshot(repo)
+        summary = checkpoint_summary(snap) if hub.complete(snap) else None
+        if summary is None or summary.get("error"):  # a cache also holds encoders, vision models, ...
+            continue
+        name = _tl_name(repo)
+        cached |= {name.lower(), repo.lower()}
+        out.append(_entry(name, "cache", summary, f"{summary['architecture']} in the local Hugging Face cache"
+                          + _gb(summary["size_bytes"]), device))
+    if hub.hub_reachable(timeout=1.0):
+        for name, (L, H, d, parallel) in HUB_SUGGESTIONS.items():
+            if name.lower() in cached or (official_name(name) or name).lower() in cached:
+                continue
+            n_edges = GraphConfig(L, H, d, parallel).n_edges
+            out.append(_entry(name, "hub", {"n_layers": L, "n_heads": H, "d_model": d, "n_edges": n_edges},
+                              "downloaded from the Hugging Face hub on first use", device, download_needed=True))
+    return out
+
+
+def local_models(model_dirs, device: str | None = None) -> list[dict]:
+    """Checkpoint folders directly inside the allowed directories (EDGEWISE_MODEL_DIRS), or an allowed
+    directory that is itself a checkpoint. A symlink that leads outside its allowed directory is
+    neither listed nor followed (its target is never shown)."""
+    out = []
+    for d in model_dirs:
+        root = Path(d).expanduser().resolve()
+        if not root.is_dir():
+            continue
+        for folder in [root] + sorted(p for p in root.iterdir() if p.is_dir()):
+            real = folder.resolve()
+            cfg_file = folder / "config.json"
+            if not real.is_relative_to(root) or not cfg_file.is_file() or not cfg_file.resolve().is_relative_to(root):
+                continue
+            summary = checkpoint_summary(real)
+            if summary is None:
+                continue
+            about = (f"{summary['architecture']} checkpoint" + _gb(summary["size_bytes"]) if not summary.get("error")
+                     else f"cannot be loaded: {summary['error']}")
+            out.append(_entry(str(real), "local", summary, about, device))
     return out

@@ -13,7 +13,6 @@ Environment variables (all optional):
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,18 +129,7 @@ def _is_pretrained_name(name: str) -> bool:
 
 
 def local_models(model_dirs) -> list[dict]:
-    """Hugging Face checkpoints (folders with config.json) directly inside the allowed directories."""
-    out = []
-    for d in model_dirs:
-        for cfg_path in sorted(Path(d).expanduser().glob("*/config.json")):
-            try:
-                cfg = json.loads(cfg_path.read_text())
-            except (OSError, ValueError):
-                continue
-            pick = lambda *keys: next((cfg[k] for k in keys if k in cfg), None)  # noqa: E731
-            out.append({"name": str(cfg_path.parent.resolve()), "description": "local Hugging Face checkpoint",
-                        "n_layers": pick("n_layer", "num_hidden_layers", "n_layers"),
-                        "n_heads": pick("n_head", "num_attention_heads", "n_heads"),
-                        "d_model": pick("n_embd", "hidden_size", "d_model"), "n_edges": None,
-                        "source": "local", "metrics": ["logit_diff", "prob_diff", "kl"]})
-    return out
+    """Hugging Face checkpoints inside the allowed directories (see edgewise.models.local_models)."""
+    from .. import models
+
+    return models.local_models(model_dirs)

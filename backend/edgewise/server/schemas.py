@@ -38,8 +38,12 @@ class ModelInfo(BaseModel):
     n_layers: int | None = None
     n_heads: int | None = None
     d_model: int | None = None
-    n_edges: int | None = None
-    source: str = Field("zoo", description="zoo (bundled), local (a checkpoint directory) or hub")
+    n_edges: int | None = Field(None, description="null when it cannot be known without loading")
+    source: str = Field("zoo", description="zoo (bundled), local (a checkpoint directory under EDGEWISE_MODEL_DIRS), "
+                                           "cache (in the local Hugging Face cache) or hub (needs a download)")
+    size_bytes: int | None = Field(None, description="bytes of weights on disk (null when unknown)")
+    download_needed: bool = False
+    dtypes: list[str] = Field(default_factory=lambda: ["float32"], description="dtypes this server offers for it")
     metrics: list[str] = Field(default_factory=list, description="metrics that fit this model")
 
 

@@ -1,7 +1,7 @@
 """GET /api/models."""
 from fastapi import APIRouter, Depends
 
-from ..config import local_models
+from ... import models
 from ..deps import Context, get_ctx
 from ..schemas import ModelInfo
 
@@ -10,4 +10,8 @@ router = APIRouter(tags=["models"])
 
 @router.get("/models", response_model=list[ModelInfo], summary="models that can be loaded here")
 def list_models(ctx: Context = Depends(get_ctx)) -> list[dict]:
-    return ctx.catalog.list_models() + local_models(ctx.settings.model_dirs)
+    """The catalog's models (zoo, local HF cache, hub), then the checkpoints under EDGEWISE_MODEL_DIRS;
+    dtypes are those this server's device offers."""
+    dtypes = models.offered_dtypes(ctx.settings.resolved_device())
+    found = ctx.catalog.list_models() + models.local_models(ctx.settings.model_dirs)
+    return [{**m, "dtypes": dtypes} for m in found]
