@@ -16,7 +16,8 @@ export function compareCandidates(runs, a) {
 
 export function runLabel(r) {
   const what = r.method === "imported" ? `imported${r.meta?.method ? ` ${r.meta.method}` : ""}` : r.method;
-  return [r.name, what, r.metric, r.ablation && r.method !== "imported" ? r.ablation : null, `#${r.id}`].filter(Boolean).join(" · ");
+  const ablation = r.ablation && r.ablation !== "resample" && r.method !== "imported" ? r.ablation : null;  // resample: the default
+  return [r.name, what, r.metric, ablation, `#${r.id}`].filter(Boolean).join(" · ");
 }
 
 const withEnds = (e) => (e.src && e.dst ? e : { ...e, ...parseEdge(e.name) });

@@ -40,6 +40,7 @@ export function fillCompare() {
     ...cands.map((r) => new Option(runLabel(r), r.id)));
   sel.value = app.cmp ? String(app.cmp.run.id) : "";
   sel.disabled = cands.length === 0;
+  sel.title = app.cmp ? `B = ${runLabel(app.cmp.run)}` : "Another finished run of the same model: its circuit at the same size, coloured A only / B only / both";
 }
 
 export async function setCompare(id, updateUrl = true) {
