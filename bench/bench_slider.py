@@ -58,7 +58,8 @@ ALL_EDGES = """async (runId) => {
   const shown = new Set(cy.edges().map((e) => e.id()));
   const t0 = performance.now();
   cy.batch(() => cy.add(data.edges.filter((e) => !shown.has(e.name)).map((e) => ({group: 'edges',
-    data: {id: e.name, source: e.src, target: e.dst, qkv: e.qkv || '', score: e.score, w: 0.3, bow: 0}}))));
+    data: {id: e.name, source: e.src, target: e.dst, qkv: e.qkv || '', score: e.score, w: 0.3, bow: 0,
+      color: '#0072B2', width: 2.6, opacity: 0.55}}))));  // the look frontend/js/look.js gives w = 0.3
   const t1 = performance.now();
   await frame();
   const t2 = performance.now();

@@ -59,15 +59,19 @@ const query = (params) => {
 export const health = () => request("/api/health");
 export const models = () => request("/api/models");
 export const tasks = () => request("/api/tasks");
+/** A bundled task's known circuit: {name, model, edges: [names], source}. */
+export const taskCircuit = (name) => request(`/api/tasks/${enc(name)}/circuit`);
+export const datasets = () => request("/api/datasets");
 export const taskPairs = (name, format = "csv") =>
   request(`/api/tasks/${enc(name)}/pairs${query({ format })}`, { raw: true }).then((r) => r.text());
 
-/** Upload pairs as a file (a File, or pasted text sent as one) for `model`. */
-export function uploadDataset({ file, text, model }) {
+/** Upload pairs as a file (a File, or text sent as one named `name`) for `model`. */
+export function uploadDataset({ file, text, name, model }) {
   const form = new FormData();
   if (!file) {
     const ext = guessFormat(text);
-    file = new File([text], `pasted.${ext}`, { type: ext === "csv" ? "text/csv" : "application/json" });
+    const fname = name && /\.(csv|jsonl?)$/i.test(name) ? name : `pasted.${ext}`;
+    file = new File([text], fname, { type: ext === "csv" ? "text/csv" : "application/json" });
   }
   form.append("file", file, file.name);
   form.append("model", model);
@@ -82,7 +86,7 @@ export const edges = (id, params = {}) => request(`/api/runs/${enc(id)}/edges${q
 export const curve = (id) => request(`/api/runs/${enc(id)}/curve`);
 export const faithfulness = (id, body, signal) =>
   request(`/api/runs/${enc(id)}/faithfulness`, { method: "POST", json: body, signal });
-export const circuit = (id, params) => request(`/api/runs/${enc(id)}/circuit${query(params)}`);
+export const circuit = (id, params = {}) => request(`/api/runs/${enc(id)}/circuit${query(params)}`);
 export const importCircuit = (json) => request("/api/circuits", { method: "POST", json });
 
 const TERMINAL = new Set(["done", "failed", "cancelled"]);

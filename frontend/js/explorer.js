@@ -1,25 +1,33 @@
-// The explorer: opening a run, the threshold (k edges kept) and its faithfulness, the node panel,
-// export (JSON, PNG) and import of a circuit.
+// The explorer: opening (and closing) a run, the selection rule and the slider, the faithfulness of
+// the shown circuit and the node panel. The overlays (compare, known circuit) live in overlays.js,
+// export/import in exporter.js, the keyboard and "Find node" in keys.js.
 import * as api from "./api.js";
 import { app } from "./app.js";
-import { Chart, curvePoints } from "./chart.js";
-import { formatInt, formatScore } from "./format.js";
-import { follow, modelName, refreshRuns, showRunError } from "./form.js";
+import { Chart, RocChart, curvePoints } from "./chart.js";
+import { compareShown, compareStats } from "./compare.js";
+import { edgesShown, formatFaith, formatInt, formatScore } from "./format.js";
+import { fillFromRun, follow, modelName, showRunError } from "./form.js";
 import { GraphView } from "./graph.js";
 import { edgeCount, inferConfig, parseEdge } from "./layout.js";
-import { download, hideNodePanel, renderRuns, showNodePanel, showTooltip, toast } from "./panels.js";
-import { MAX_SHOWN, circuitForView, defaultK, selectTop, sliderMax, sortByAbs, thresholdFor } from "./select.js";
+import { edgeWeight } from "./look.js";
+import { fillCompare, initOverlays, loadOverlay, renderInsights, setCompare, showCompareLegend, showTruth } from "./overlays.js";
+import { h, hideNodePanel, renderRuns, runSettings, showNodePanel, showRunWarnings, showTooltip, toast } from "./panels.js";
+import { MAX_SHOWN, defaultK, kScale, scoreScale, selectByScore, selectEdges, selectionKey, sliderMax, sortByAbs, thresholdFor } from "./select.js";
 import { ThresholdSlider } from "./slider.js";
 import { encodeState } from "./state.js";
+import { ghostEdges } from "./truth.js";
 
 const $ = (id) => document.getElementById(id);
+const PANEL_SIDE_MIN = 900;  // stage width (px) from which the node panel sits beside the graph, not over it
 
-let view, chart, slider;
+let view, chart, rocChart, slider;
+let openSeq = 0;      // a later openRun wins over an earlier one still loading
+let chartDot = null;  // selection key of the exact-faithfulness dot on the chart
 
-/** The graph view (for the test hook); undefined until initExplorer. */
+/** The graph view (for the test hook and keys.js); undefined until initExplorer. */
 export function graphView() { return view; }
 
-/** Build the graph, chart and slider with their libraries, and wire the toolbar. */
+/** Build the graph, charts and slider with their libraries, and wire the toolbar. */
 export function initExplorer(cytoscape, Plotly) {
   view = new GraphView(cytoscape, $("graph"), {
     onNodeClick: (name) => openNode(name),
@@ -27,17 +35,29 @@ export function initExplorer(cytoscape, Plotly) {
     onHover: showTooltip,
   });
   chart = new Chart(Plotly, $("chart"));
-  slider = new ThresholdSlider($("threshold"), { onInput: (k) => setK(k), onCommit: (k) => commitK(k) });
-  wireExplorer();
+  rocChart = new RocChart(Plotly, $("roc"));
+  slider = new ThresholdSlider($("threshold"), { onInput: onSlide, onCommit: () => commit() });
+  initOverlays({ chart, rocChart }, { applyScale, refresh, commit, syncUrl });
+  $("rule").addEventListener("change", onRuleChange);
+  $("compare").addEventListener("change", () => setCompare($("compare").value || null));
+  $("truth").addEventListener("change", () => {
+    if (!app.truth) return;
+    app.truth.on = $("truth").checked;
+    showTruth();
+    refresh();
+  });
+  $("node-close").addEventListener("click", () => closeNode());
+  $("fit").addEventListener("click", () => view.fit());
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && app.node) closeNode(); });
 }
 
-/** Back/forward: reopen the run the URL names, or move the slider to its k. */
+/** Back/forward: reopen the view the URL names (no run: the empty page). */
 export function onPopState(s) {
-  if (s.run && s.run !== String(app.run?.id)) openRun(s.run, { k: s.k, node: s.node, push: false });
-  else if (s.run && s.k) { slider.set(s.k); setK(slider.k); commitK(slider.k); }
+  if (!s.run) { closeRun(); return; }
+  openRun(s.run, { state: s, push: false });
 }
 
-// ---------------------------------------------------------------- the run's view
+// ---------------------------------------------------------------- opening and closing a run
 function cfgFor(run, nTotal, edges) {
   const c = run.cfg ?? run.graph ?? null;
   if (c && c.n_layers) return c;
@@ -48,15 +68,30 @@ function cfgFor(run, nTotal, edges) {
     const attn_only = m.attn_only ?? (edgeCount({ n_layers: L, n_heads: H, attn_only: true }) === nTotal);
     return { n_layers: L, n_heads: H, attn_only, parallel_attn_mlp: !!m.parallel_attn_mlp };
   }
-  // imported circuit of a model not served here: the names tell the shape (all edges are loaded when small)
-  for (const attn_only of [false, true]) {
+  for (const attn_only of [false, true]) {  // the names tell the shape
     const guess = { ...inferConfig(edges.map((e) => e.name)), attn_only };
     if (edgeCount(guess) === nTotal) return guess;
   }
   return inferConfig(edges.map((e) => e.name));
 }
 
-export async function openRun(id, { k = null, node = null, push = true } = {}) {
+const withEnds = (e) => (e.src && e.dst ? e : { ...e, ...parseEdge(e.name) });
+
+/**
+ * An imported circuit's own in_graph edges (GET /circuit with no selection), or null if it marks none.
+ * The whole file travels (GPT-2: 32k edges, ~1 s); GET /edges?own=true (docs/api.md) will send only them.
+ */
+async function ownEdges(id) {
+  let c = await api.circuit(id);
+  if (typeof c === "string") c = JSON.parse(c);
+  const own = Object.entries(c.edges ?? {}).filter(([, e]) => e.in_graph)
+    .map(([name, e]) => withEnds({ name, score: e.score ?? 0 }));
+  return own.length ? sortByAbs(own) : null;
+}
+
+/** Open run `id`; state: what the URL asks for ({k, rule, t, connected, cmp, node}). */
+export async function openRun(id, { state = {}, push = true } = {}) {
+  const seq = ++openSeq;
   let run;
   try {
     run = await api.getRun(id);
@@ -64,6 +99,7 @@ export async function openRun(id, { k = null, node = null, push = true } = {}) {
     toast(e.status === 404 ? `Run ${id} no longer exists on this server` : `Could not open run ${id}: ${e.message}`, "error");
     return;
   }
+  if (seq !== openSeq) return;
   if (run.status === "queued" || run.status === "running") { follow(run.id ?? id); return; }
   if (run.status !== "done") {
     showRunError(run.status === "failed" ? `Run ${id} failed: ${run.error ?? ""}` : `Run ${id} was ${run.status}.`);
@@ -71,45 +107,83 @@ export async function openRun(id, { k = null, node = null, push = true } = {}) {
   }
   showRunError("");
   const curveP = api.curve(id).then(curvePoints, (e) => e);  // stored with the run: cheap
-  let data;
+  let data, own;
   try {
-    data = await api.edges(id, { top_k: MAX_SHOWN });
+    [data, own] = await Promise.all([api.edges(id, { top_k: MAX_SHOWN }), run.method === "imported" ? ownEdges(id) : null]);
   } catch (e) {
     toast(`Could not load the edges of run ${id}: ${e.message}`, "error");
     return;
   }
+  if (seq !== openSeq) return;
   run.id = run.id ?? id;
-  app.run = run;
-  app.exact = new Map();
-  app.loaded = sortByAbs(data.edges.map((e) => (e.src && e.dst ? e : { ...e, ...parseEdge(e.name) })));
+  Object.assign(app, { run, exact: new Map(), own, all: null, allScores: new Map(), cmp: null, truth: null });
+  app.loaded = sortByAbs(data.edges.map(withEnds));
   app.nTotal = data.n_edges_total ?? app.loaded.length;
-  app.maxAbs = app.loaded.length ? Math.abs(app.loaded[0].score) : 0;
+  app.maxAbs = Math.max(app.loaded.length ? Math.abs(app.loaded[0].score) : 0, ...(own ?? []).map((e) => Math.abs(e.score)));
   app.cfg = cfgFor(run, app.nTotal, app.loaded);
+  chartDot = null;
 
   $("empty-state").hidden = true;
   $("legend").hidden = false;
   closeNode(false);
   view.setModel(app.cfg);
+  $("node-names").replaceChildren(...view.cy.nodes().map((n) => new Option(n.id(), n.id())));  // "Find node" suggestions
+  app.cursor = null;
+  fillFromRun(run);
+  $("rule").querySelector("option[value=own]").hidden = $("rule").querySelector("option[value=own]").disabled = !own;
+  for (const id2 of ["rule", "find"]) $(id2).disabled = false;
+
   const kMax = sliderMax(app.loaded.length);
-  slider.setRange(kMax);
-  if (k === null && run.method === "imported" && run.meta?.selection?.top_k) k = run.meta.selection.top_k;
-  if (k === null) {
-    const pts = await curveP;
-    k = Array.isArray(pts) ? firstFaithful(pts, kMax) : null;
+  let rule = state.rule ?? (own ? "own" : "top_k");
+  if (rule === "own" && !own) rule = "top_k";
+  app.sel = { rule, connected: rule !== "own" && !!state.connected, k: 0, t: 0 };
+  if (rule === "abs") app.sel.t = state.t ?? thresholdFor(app.loaded, defaultK(app.nTotal, kMax));
+  else if (rule === "top_k") {
+    let k = state.k;
+    if (k == null) {
+      const pts = await curveP;
+      if (seq !== openSeq) return;
+      k = Array.isArray(pts) ? firstFaithful(pts, kMax) : null;
+    }
+    app.sel.k = k ?? defaultK(app.nTotal, kMax);
   }
-  slider.set(k ?? defaultK(app.nTotal, kMax));
-  $("export-json").disabled = $("export-png").disabled = kMax === 0;
-  $("edge-total").textContent = `of ${formatInt(app.nTotal)}`;
-  $("edge-total").title = app.nTotal > kMax ? `the slider reaches the top ${formatInt(kMax)} edges: more is unreadable (and slow) in one view` : "";
+  applyScale();
+  $("export-json").disabled = $("export-png").disabled = $("export-svg").disabled = kMax === 0 && !own;
   renderTitle(run);
-  app.k = -1;
-  setK(slider.k);
-  if (push) history.pushState(null, "", encodeState({ run: run.id, k: app.k }, window.location.search));
-  else history.replaceState(null, "", encodeState({ run: run.id, k: app.k, node }, window.location.search));
-  renderRuns(app.runs, run.id, (rid) => openRun(rid));
-  if (node) openNode(node, false);
+  showRunWarnings(run.warnings ?? []);
+  showCompareLegend();
+  showTruth();
+  refresh();
+  syncUrl(push);
+  renderRuns(app.runs, run.id, (rid) => openRun(rid), app.datasets);
+  if (state.node) openNode(state.node, false);
   loadCurve(run.id, curveP);
-  commitK(app.k, false);
+  fillCompare();
+  if (state.cmp) setCompare(state.cmp, false);
+  loadOverlay(run);
+  commit(false);
+  window.__edgewise.ready = true;
+}
+
+/** No run (the URL lost it: back to "/"): the empty page. */
+export function closeRun() {
+  openSeq++;
+  Object.assign(app, { run: null, loaded: [], shown: [], own: null, all: null, cmp: null, truth: null, nTotal: 0, node: null });
+  hideNodePanel();
+  view.clear();
+  $("empty-state").hidden = false;
+  $("legend").hidden = true;
+  slider.setScale(null);
+  $("edge-count").textContent = edgesShown(0);
+  for (const id of ["edge-total", "threshold-score", "run-title", "chart-note"]) $(id).textContent = "";
+  $("faithfulness").textContent = "—";
+  for (const id of ["export-json", "export-svg", "export-png", "rule", "compare", "find"]) $(id).disabled = true;
+  showRunWarnings([]);
+  $("truth-line").hidden = $("roc-wrap").hidden = true;
+  renderInsights(null, null);
+  chart.setCompare(null);
+  chart.setCurve([], "Run attribution to see faithfulness");
+  renderRuns(app.runs, null, (rid) => openRun(rid), app.datasets);
   window.__edgewise.ready = true;
 }
 
@@ -121,162 +195,180 @@ function firstFaithful(points, kMax) {
 
 function renderTitle(run) {
   const imported = run.method === "imported";
+  const st = runSettings(run, app.datasets);
   const parts = [["model", run.model ?? run.meta?.model], [imported ? "imported" : "method", imported ? run.meta?.method ?? "circuit" : run.method],
-    ["metric", run.metric],
-    ["pairs", run.n_pairs ?? run.dataset?.n_pairs ?? run.dataset?.count], ["run", `#${run.id}`]];
-  $("run-title").replaceChildren(...parts.filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => {
-    const s = document.createElement("span");
-    s.innerHTML = `<span class="muted">${k}</span> `;
-    const b = document.createElement("strong");
-    b.textContent = String(v);
-    s.append(b);
-    return s;
-  }));
+    ["metric", run.metric], ["ablation", st.ablation], ["IG", st.steps], ["dataset", st.dataset], ["run", `#${run.id}`]];
+  $("run-title").replaceChildren(...parts.filter(([, v]) => v !== undefined && v !== null).map(([k, v]) =>
+    h("span", {}, h("span", { class: "muted" }, `${k} `), h("strong", {}, String(v)))));
 }
 
 async function loadCurve(id, curveP) {
   $("chart-note").textContent = "loading…";
-  try {
-    const pts = await curveP;
-    if (pts instanceof Error) throw pts;
-    if (String(app.run?.id) !== String(id)) return;
-    await chart.setCurve(pts, "no curve for this run");
-    $("chart-note").textContent = pts.length ? `${pts.length} points · dotted line: the full model` : "";
-    const ex = app.exact.get(app.k);
-    if (ex) chart.setExact(app.k, ex.normalized);
-    chart.mark(app.k);
-  } catch (e) {
-    if (String(app.run?.id) !== String(id)) return;
-    await chart.setCurve([], `no curve: ${e.message}`);
-    $("chart-note").textContent = "";
-  }
+  const pts = await curveP;
+  if (String(app.run?.id) !== String(id)) return;
+  const ok = Array.isArray(pts) && pts.length > 0;
+  chartDot = null;
+  await chart.setCurve(ok ? pts : [], pts instanceof Error ? `no curve: ${pts.message}` : "no faithfulness curve stored for this run");
+  $("chart-note").textContent = ok ? `${pts.length} points · dotted line: the full model`
+    : app.run.method === "imported" ? "imported circuit: no curve stored" : "no curve for this run";
+  showFaith();
+  chart.mark(app.shown.length);
 }
 
-/** Draw the top k edges (live, on every slider move). */
-function setK(k) {
-  if (k === app.k) return;
-  app.k = k;
-  app.shown = selectTop(app.loaded, k);
-  view.setEdges(app.shown, app.maxAbs);
-  $("edge-count").textContent = `${app.shown.length} edges shown`;
-  const thr = thresholdFor(app.loaded, k);
-  $("threshold-score").textContent = Number.isFinite(thr) ? `|score| ≥ ${formatScore(thr)}` : "";
-  const ex = app.exact.get(k);
-  const f = $("faithfulness");
-  f.textContent = ex ? formatFaith(ex.normalized) : "…";
-  f.classList.toggle("pending", !ex);
-  chart.mark(k);
+// ---------------------------------------------------------------- selection: rule, slider, faithfulness
+const ruleValue = (sel) => (sel.rule === "own" ? "own" : sel.rule + (sel.connected ? "+connected" : ""));
+
+/** Edges the rule keeps before the connected prune (what compare matches and a rule change keeps). */
+function preCount(sel) {
+  if (sel.rule === "own") return app.own?.length ?? 0;
+  return sel.rule === "abs" ? selectByScore(app.loaded, sel.t).length : sel.k;
+}
+
+/** The slider's scale for the rule (k, or |score|), positioned at the selection. */
+function applyScale() {
+  const kMax = sliderMax(app.loaded.length, app.cmp ? MAX_SHOWN / 2 : MAX_SHOWN);  // compare draws two circuits
+  const abs = app.sel.rule === "abs";
+  const scale = abs ? scoreScale(app.loaded, kMax) : kScale(kMax);
+  slider.setScale(scale);
+  if (abs) app.sel.t = scale.clamp(app.sel.t);
+  else if (app.sel.rule === "top_k") app.sel.k = scale.clamp(app.sel.k);
+  slider.set(abs ? app.sel.t : app.sel.rule === "own" ? app.own.length : app.sel.k);
+  $("rule").value = ruleValue(app.sel);
+  $("edge-total").textContent = `of ${formatInt(app.nTotal)}`;
+  $("edge-total").title = app.nTotal > kMax ? `the slider reaches the top ${formatInt(kMax)} edges: more is unreadable (and slow) in one view` : "";
+}
+
+function onSlide(v) {
+  if (app.sel.rule === "own") app.sel.rule = "top_k";  // moving the slider leaves the file's own selection
+  if (app.sel.rule === "abs") app.sel.t = v; else app.sel.k = v;
+  $("rule").value = ruleValue(app.sel);
+  refresh();
+}
+
+function onRuleChange() {
+  const [rule, c] = $("rule").value.split("+");
+  const n = Math.max(1, preCount(app.sel));  // keep about as many edges as before
+  app.sel = { ...app.sel, rule, connected: c === "connected" };
+  if (rule === "abs") app.sel.t = thresholdFor(app.loaded, n);
+  else if (rule === "top_k") app.sel.k = n;
+  applyScale();
+  refresh();
+  commit();
+}
+
+function thresholdText() {
+  const sel = app.sel;
+  const pre = preCount(sel);
+  const pruned = sel.connected ? ` · connected: ${app.shown.length} of ${pre}` : "";
+  if (sel.rule === "own") return "as imported";
+  const t = sel.rule === "abs" ? sel.t : thresholdFor(app.loaded, sel.k);
+  return (Number.isFinite(t) ? `|score| ≥ ${formatScore(t)}` : "") + pruned;
+}
+
+/** Draw the selection (live, on every slider move): A's circuit, B's in compare, the known circuit. */
+export function refresh() {
+  if (!app.run) return;
+  app.shown = selectEdges(app.loaded, app.sel, app.own);
+  const truth = app.truth?.on ? app.truth.names : null;
+  const look = (e, maxAbs, cls) => ({ ...e, w: edgeWeight(e.score, maxAbs), cls, truth: !!truth?.has(e.name) });
+  let draw, cmpStats = null;
+  if (app.cmp) {
+    app.cmp.shown = compareShown(app.cmp.loaded, app.loaded, app.sel, app.own?.length ?? 0);
+    cmpStats = compareStats(app.shown, app.cmp.shown, app.cmp, app.all);
+    const inB = new Set(app.cmp.shown.map((e) => e.name)), bOnly = new Set(cmpStats.classes.b);
+    draw = app.shown.map((e) => look(e, app.maxAbs, inB.has(e.name) ? "both" : "a"))
+      .concat(app.cmp.shown.filter((e) => bOnly.has(e.name)).map((e) => look(e, app.cmp.maxAbs, "b")));
+  } else draw = app.shown.map((e) => look(e, app.maxAbs, null));
+  view.setEdges(draw);
+  view.setGhosts(truth ? ghostEdges(truth, new Set(draw.map((e) => e.name)), app.allScores) : []);
+  $("edge-count").textContent = edgesShown(app.shown.length);
+  $("threshold-score").textContent = thresholdText();
+  showFaith();
+  chart.mark(app.shown.length);
+  renderInsights(cmpStats, truth);
   if (app.node) openNode(app.node, false);
 }
 
-function formatFaith(x) { return Number.isFinite(x) ? x.toFixed(3) : "n/a"; }
-
-/** Slider released: remember k in the URL and ask the server for the exact faithfulness of the shown circuit. */
-async function commitK(k, updateUrl = true) {
-  if (!app.run) return;
-  if (updateUrl) history.replaceState(null, "", encodeState({ run: app.run.id, k, node: app.node }, window.location.search));
+/** The faithfulness of the shown circuit when known (else "…"), in the toolbar and on the chart. */
+function showFaith() {
+  const key = selectionKey(app.sel);
+  const ex = app.exact.get(key);
   const f = $("faithfulness");
-  const cached = app.exact.get(k);
-  if (cached) { chart.setExact(k, cached.normalized); return; }
+  f.textContent = ex ? formatFaith(ex.normalized) : "…";
+  f.classList.toggle("pending", !ex);
+  if (ex) f.title = `metric: clean ${formatScore(ex.metric_clean)}, corrupted ${formatScore(ex.metric_corrupted)}, circuit ${formatScore(ex.metric_circuit)}`;
+  const dot = ex && Number.isFinite(ex.normalized) ? key : null;
+  if (dot !== chartDot) {  // never leave the last dot where the slider no longer is
+    chartDot = dot;
+    chart.setExact(app.shown.length, dot ? ex.normalized : null);
+  }
+}
+
+/** Slider released (or a rule chosen): the URL, and the exact faithfulness of the shown circuit. */
+async function commit(updateUrl = true) {
+  if (!app.run) return;
+  if (updateUrl) syncUrl();
+  const key = selectionKey(app.sel);
+  if (app.exact.has(key)) { showFaith(); return; }
   const seq = ++app.faithSeq;
   const runId = app.run.id;
   const names = app.shown.map((e) => e.name);
-  f.textContent = "…";
-  f.classList.add("pending");
+  const f = $("faithfulness");
   try {
     const res = await api.faithfulness(runId, { edges: names });
-    app.exact.set(k, res);
-    if (seq !== app.faithSeq || app.k !== k) return;
-    f.textContent = formatFaith(res.normalized);
-    f.title = `metric: clean ${formatScore(res.metric_clean)}, corrupted ${formatScore(res.metric_corrupted)}, circuit ${formatScore(res.metric_circuit)}`;
-    f.classList.remove("pending");
-    chart.setExact(k, res.normalized);
+    if (String(app.run?.id) !== String(runId)) return;
+    app.exact.set(key, res);
+    showFaith();
   } catch (e) {
-    if (seq !== app.faithSeq) return;
+    if (seq !== app.faithSeq || String(app.run?.id) !== String(runId)) return;
     f.textContent = "n/a";
     f.title = e.message;
     f.classList.remove("pending");
   }
 }
 
+/** The view in the URL (replace; push when a run is opened). */
+export function syncUrl(push = false) {
+  if (!app.run) return;
+  const sel = app.sel;
+  const dflt = app.own ? "own" : "top_k";
+  const state = { run: app.run.id, rule: sel.rule === dflt ? null : sel.rule, k: sel.rule === "own" ? null : sel.k, t: sel.t,
+    connected: sel.connected, cmp: app.cmp?.run.id ?? null, node: app.node };
+  if (state.rule === null && dflt === "own") state.k = null;
+  const url = encodeState(state, window.location.search);
+  if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
+}
+
 // ---------------------------------------------------------------- node panel
-function openNode(name, updateUrl = true) {
+export function openNode(name, updateUrl = true) {
   if (!view.cy.getElementById(name).length) return;
   app.node = name;
   view.focus(name);
-  // the panel takes the stage's right side: fit the graph into what is left when it first opens
-  if (showNodePanel(name, app.loaded, new Set(app.shown.map((e) => e.name)), app.nTotal, (peer) => openNode(peer))) view.fit();
-  if (updateUrl && app.run) history.replaceState(null, "", encodeState({ run: app.run.id, k: app.k, node: name }, window.location.search));
+  const opened = showNodePanel(name, app.loaded, new Set(app.shown.map((e) => e.name)), app.nTotal,
+    (peer) => openNode(peer), (edge) => view.highlightEdge(edge));
+  if (opened) placePanel(name);
+  if (updateUrl) syncUrl();
 }
 
-function closeNode(updateUrl = true) {
+/** Beside the graph when the stage is wide (refit into what is left); over it when narrow (pan the node clear). */
+function placePanel(name) {
+  const stage = $("graph").parentElement;
+  if (stage.clientWidth >= PANEL_SIDE_MIN) {
+    stage.classList.add("with-panel");
+    view.fit();
+    return;
+  }
+  const free = stage.clientWidth - $("node-panel").offsetWidth - 20;
+  const p = view.cy.getElementById(name).renderedPosition();
+  if (p.x > free - 30) view.cy.panBy({ x: free / 2 - p.x, y: 0 });
+}
+
+export function closeNode(updateUrl = true) {
   if (!app.node) return;
   app.node = null;
   view.focus(null);
-  if (hideNodePanel()) view.fit();
-  if (updateUrl && app.run) history.replaceState(null, "", encodeState({ run: app.run.id, k: app.k }, window.location.search));
-}
-
-// ---------------------------------------------------------------- export, import
-function fileStem() {
-  const r = app.run;
-  return [r.model, r.method, `top${app.k}`].filter(Boolean).join("-").replace(/[^\w.-]+/g, "_");
-}
-
-async function exportJson() {
-  if (!app.run) return;
-  const names = app.shown.map((e) => e.name);
-  const ex = app.exact.get(app.k);
-  const extra = { selection: { top_k: names.length } };
-  if (ex) extra.faithfulness = { metric_clean: ex.metric_clean, metric_corrupted: ex.metric_corrupted, metric_circuit: ex.metric_circuit, normalized: ex.normalized };
-  let base;
-  try {
-    base = await api.circuit(app.run.id, { top_k: names.length });
-    if (typeof base === "string") base = JSON.parse(base);
-  } catch {
-    // the server could not build it: write one from what the page holds (the loaded edges)
-    base = { format: "edgewise.circuit/v1", cfg: { d_model: 0, parallel_attn_mlp: false, ...app.cfg },
-      model: app.run.model, method: app.run.method, metric: app.run.metric, nodes: {},
-      edges: Object.fromEntries(app.loaded.map((e) => [e.name, { score: e.score, in_graph: false }])) };
-  }
-  const out = circuitForView(base, names, extra);
-  download(JSON.stringify(out, null, 1), `${fileStem()}.json`);
-  toast(`Exported ${names.length} edges`);
-}
-
-async function exportPng() {
-  if (!app.run) return;
-  download(await view.png(), `${fileStem()}.png`, "image/png");
-}
-
-async function importFile(file) {
-  let json;
-  try {
-    json = JSON.parse(await file.text());
-  } catch (e) {
-    toast(`${file.name} is not JSON: ${e.message}`, "error");
-    return;
-  }
-  try {
-    const res = await api.importCircuit(json);
-    const id = res.id ?? res.run_id;
-    toast(`Imported ${file.name}`);
-    await refreshRuns();
-    await openRun(id);
-  } catch (e) {
-    toast(`Import failed: ${e.message}`, "error");
-  }
-}
-
-function wireExplorer() {
-  $("export-json").addEventListener("click", exportJson);
-  $("export-png").addEventListener("click", exportPng);
-  $("import-circuit").addEventListener("change", () => {
-    const file = $("import-circuit").files[0];
-    $("import-circuit").value = "";
-    if (file) importFile(file);
-  });
-  $("node-close").addEventListener("click", () => closeNode());
-  $("fit").addEventListener("click", () => view.fit());
-  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeNode(); });
+  view.highlightEdge(null);
+  const beside = $("graph").parentElement.classList.contains("with-panel");
+  if (hideNodePanel() && beside) view.fit();
+  if (updateUrl) syncUrl();
 }

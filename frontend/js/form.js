@@ -1,9 +1,10 @@
-// The form: prompt pairs (example, file, paste, drop), model/method/metric, validation, starting a run
-// and following it with the progress bar, and the past-runs list. Opening a run is the explorer's:
-// wireForm({ openRun }) hands it in.
+// The form: prompt pairs (example, file, paste, drop), model/method/metric and the run settings,
+// validation, starting a run and following it with the progress bar, and the past-runs list.
+// Opening a run is the explorer's: wireForm({ openRun }) hands it in.
 import * as api from "./api.js";
 import { app } from "./app.js";
 import { formatInt } from "./format.js";
+import { checkPairs, formatIssue, parseRecords, runBlocker } from "./pairs.js";
 import { renderRuns, showDataset, showErrors, toast } from "./panels.js";
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +15,11 @@ const METHOD_INFO = {
   "eap-ig-activations": "EAP-IG on activations: integrated gradients on each source's output.",
   "clean-corrupted": "Gradients at the clean and the corrupted run, averaged (two ends of the path).",
   exact: "Patch every edge on its own and measure the metric: the ground truth, one forward pass per edge (small models only).",
+};
+const ABLATION_INFO = {
+  resample: "a patched edge carries its activation on the corrupted prompt",
+  zero: "a patched edge carries zero",
+  mean: "a patched edge carries its mean activation over the corrupted prompts",
 };
 const BASE_METRICS = ["logit_diff", "prob_diff", "kl"];
 
@@ -33,7 +39,7 @@ export async function fillForm() {
   app.tasks = Array.isArray(tasks) ? tasks : (tasks.tasks ?? []);
   fillTasks();
   fillModels();
-  refreshRuns();
+  await refreshRuns();
 }
 
 export function modelName(m) { return m.name ?? m.id; }
@@ -83,9 +89,62 @@ function onModelChange() {
   sel.value = metrics.includes(prev) && !taskMetrics.length ? prev : (taskMetrics[0] ?? metrics[0]);
   // the dataset was checked against another model: check it again
   if (app.source && (!app.dataset || app.dataset.model !== $("model").value)) validate();
+  updateRunButton();
+}
+
+/** "Run attribution" enabled only when it can start; the hint below it says why not. */
+export function updateRunButton() {
+  const why = runBlocker({ running: !!app.following, source: app.source, checking: app.checking,
+    dataset: app.dataset, model: $("model").value });
+  $("run").disabled = !!why;
+  $("run-hint").textContent = why ?? "";
+}
+
+/** IG steps only mean something for the eap-ig methods; the hints say what the choices do. */
+function onSettingsChange() {
+  const m = $("method").value;
+  $("method-info").textContent = METHOD_INFO[m] ?? "";
+  $("ig-steps").disabled = !m.startsWith("eap-ig");
+  $("settings-info").textContent = `Ablation ${$("ablation").value}: ${ABLATION_INFO[$("ablation").value] ?? ""}.`
+    + (m.startsWith("eap-ig") ? ` ${$("ig-steps").value} IG steps: gradients at that many points between corrupted and clean.` : "");
+}
+
+/** An integer input's value within its min/max, or null with the field marked invalid. */
+function intField(id) {
+  const el = $(id);
+  const v = Number(el.value);
+  const ok = Number.isInteger(v) && v >= Number(el.min) && v <= Number(el.max);
+  el.setAttribute("aria-invalid", ok ? "false" : "true");
+  return ok ? v : null;
+}
+
+/** The form set to what a run used (a permalink shows its method, not the form's last choice). */
+export function fillFromRun(run) {
+  if (run.method === "imported") return;
+  if (run.model && run.model !== $("model").value && [...$("model").options].some((o) => o.value === run.model)) {
+    $("model").value = run.model;
+    onModelChange();
+  }
+  const set = (id, v) => { if (v !== null && v !== undefined && [...($(id).options ?? [{ value: String(v) }])].some((o) => o.value === String(v))) $(id).value = String(v); };
+  set("method", run.method);
+  set("metric", run.metric);
+  set("ablation", run.ablation);
+  if (run.ig_steps) $("ig-steps").value = String(run.ig_steps);
+  if (run.batch_size) $("batch-size").value = String(run.batch_size);
+  onSettingsChange();
 }
 
 function sourceLabel(src) { return src?.file ? src.file.name : src?.name ?? "pasted pairs"; }
+
+/** The page's own flags on the pairs (answer == wrong_answer), read from the text; [] when unreadable. */
+async function pairFlags(src) {
+  try {
+    const text = src.text ?? await src.file.text();
+    return checkPairs(parseRecords(text, src.file?.name ?? src.name ?? "")).map(formatIssue);
+  } catch {
+    return [];  // malformed: the server says what and where
+  }
+}
 
 /** Upload app.source for the chosen model; returns the dataset or null (errors shown). */
 async function validate() {
@@ -94,18 +153,26 @@ async function validate() {
   const model = $("model").value;
   showErrors([]);
   $("dataset-status").textContent = "Checking pairs…";
+  app.checking = true;
+  updateRunButton();
   try {
-    const ds = await api.uploadDataset({ file: src.file, text: src.text, model });
+    const [ds, flags] = await Promise.all([api.uploadDataset({ file: src.file, text: src.text, name: src.upload, model }), pairFlags(src)]);
     if (app.source !== src) return null;  // replaced meanwhile
     app.dataset = { ...ds, model };
-    showDataset(ds, `${sourceLabel(src)} · ${model}`);
+    showDataset(ds, `${sourceLabel(src)} · ${model}`, flags);
     return app.dataset;
   } catch (e) {
     if (app.source !== src) return null;
     app.dataset = null;
     $("dataset-status").textContent = "";
-    showErrors(e.status === 422 || e.status === 400 || e.status === 413 ? e.lines : [e.message]);
+    const listed = Array.isArray(e.detail) || Array.isArray(e.detail?.errors);
+    const bad = e.status === 422 || e.status === 400 || e.status === 413;
+    // the server stops at the first bad row: say so, more may follow once it is fixed
+    showErrors(bad ? e.lines : [e.message], { partial: bad && !listed && e.detail?.row != null });
     return null;
+  } finally {
+    if (app.source === src) app.checking = false;
+    updateRunButton();
   }
 }
 
@@ -128,7 +195,7 @@ async function loadExample() {
     if ([...$("metric").options].some((o) => o.value === task.metric)) $("metric").value = task.metric;
     $("pairs-text").value = text;
     $("pairs-file").value = "";
-    await setSource({ text, name: `${task.name}.csv (example)` });
+    await setSource({ text, name: `${task.name}.csv (example)`, upload: `${task.name}.csv` });
   } catch (e) {
     showErrors([`Could not load the example: ${e.message}`]);
   } finally {
@@ -139,9 +206,12 @@ async function loadExample() {
 /** Listen to the form's controls; `openRun(id)` opens a finished run (a past run clicked, a run done). */
 export function wireForm(hooks) {
   openRun = hooks.openRun;
+  onRunsChanged = hooks.onRunsChanged ?? onRunsChanged;
   $("model").addEventListener("change", onModelChange);
-  $("method").addEventListener("change", () => { $("method-info").textContent = METHOD_INFO[$("method").value] ?? ""; });
-  $("method-info").textContent = METHOD_INFO[$("method").value];
+  for (const id of ["method", "ablation", "ig-steps"]) $(id).addEventListener("change", onSettingsChange);
+  for (const id of ["ig-steps", "batch-size"]) $(id).addEventListener("input", () => intField(id));
+  onSettingsChange();
+  updateRunButton();
   $("load-example").addEventListener("click", loadExample);
   $("pairs-file").addEventListener("change", () => {
     const file = $("pairs-file").files[0];
@@ -150,7 +220,7 @@ export function wireForm(hooks) {
   $("use-pasted").addEventListener("click", () => {
     const text = $("pairs-text").value;
     if (!text.trim()) { showErrors(["Paste some pairs first (CSV with a header row, JSONL or JSON)."]); return; }
-    setSource({ text, name: "pasted pairs" });
+    setSource({ text, name: "pasted pairs", upload: null });
   });
   const zone = $("dropzone");
   zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("over"); });
@@ -170,29 +240,31 @@ export function wireForm(hooks) {
 
 async function startRun() {
   $("run-error").hidden = true;
-  // nothing chosen yet: the example of the chosen model, if there is one (a first visit needs no file)
-  const example = app.tasks.find((t) => t.name === $("example-task").value);
-  if (!app.source && example?.model === $("model").value) await loadExample();
-  if (!app.source) {
-    showErrors(["Choose a prompt pairs file, paste pairs, or click “Load example” first."]);
+  if (runBlocker({ running: !!app.following, source: app.source, checking: app.checking, dataset: app.dataset, model: $("model").value })) {
+    updateRunButton();
+    return;
+  }
+  const batch = intField("batch-size"), steps = intField("ig-steps");
+  if (batch === null || steps === null) {
+    showRunError(`${batch === null ? "Batch size" : "IG steps"} must be a whole number between ${$(batch === null ? "batch-size" : "ig-steps").min} and ${$(batch === null ? "batch-size" : "ig-steps").max}.`);
     return;
   }
   const btn = $("run");
   btn.disabled = true;
   try {
     const model = $("model").value;
-    const ds = app.dataset && app.dataset.model === model ? app.dataset : await validate();
-    if (!ds) return;
-    const body = { model, dataset_id: ds.id, method: $("method").value, metric: $("metric").value };
+    const ds = app.dataset;
+    const body = { model, dataset_id: ds.id, method: $("method").value, metric: $("metric").value,
+      ablation: $("ablation").value, batch_size: batch, ig_steps: steps };
     const run = await api.createRun(body);
     const id = run.id ?? run.run_id;
     app.runs = [{ ...body, ...run, id, status: run.status ?? "queued" }, ...app.runs];
-    renderRuns(app.runs, app.run?.id, (rid) => openRun(rid));
+    renderRuns(app.runs, app.run?.id, (rid) => openRun(rid), app.datasets);
     follow(id);
   } catch (e) {
     showRunError(e.message);
   } finally {
-    btn.disabled = !!app.following;
+    updateRunButton();
   }
 }
 
@@ -220,7 +292,7 @@ export function follow(id) {
   app.stopFollow?.();
   app.following = id;
   $("run-progress").hidden = false;
-  $("run").disabled = true;
+  updateRunButton();
   setProgress({ status: "queued", progress: 0 });
   app.stopFollow = api.followRun(id, (info) => {
     if (info.status === "queued" || info.status === "running") { setProgress(info); return; }
@@ -228,7 +300,7 @@ export function follow(id) {
     app.stopFollow = null;
     $("run-progress").hidden = true;
     $("run-status").hidden = true;
-    $("run").disabled = false;
+    updateRunButton();
     refreshRuns();
     if (info.status === "done") openRun(id);
     else if (info.status === "failed") showRunError(`Run failed: ${info.error ?? "see the server log"}`);
@@ -236,10 +308,15 @@ export function follow(id) {
   });
 }
 
+/** The past-runs list (and the dataset names its entries show); the compare choices follow it. */
 export async function refreshRuns() {
   try {
-    const runs = await api.listRuns();
+    const [runs, datasets] = await Promise.all([api.listRuns(), api.datasets().catch(() => null)]);
     app.runs = Array.isArray(runs) ? runs : (runs.runs ?? []);
+    if (Array.isArray(datasets)) app.datasets = new Map(datasets.map((d) => [d.id, d]));
   } catch { /* keep the list we have */ }
-  renderRuns(app.runs, app.run?.id, (id) => openRun(id));
+  renderRuns(app.runs, app.run?.id, (id) => openRun(id), app.datasets);
+  onRunsChanged();
 }
+
+let onRunsChanged = () => {};

@@ -63,3 +63,29 @@ export function formatAge(t, now = Date.now()) {
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
   return new Date(ms).toISOString().slice(0, 10);
 }
+
+/** "1 edge shown", "40 edges shown" (the live count next to the slider). */
+export function edgesShown(n) {
+  return `${n} ${n === 1 ? "edge" : "edges"} shown`;  // plain digits: tests and screen readers read N
+}
+
+/** A normalized faithfulness with 3 decimals; never "-0.000" (a tiny negative rounds to 0.000). */
+export function formatFaith(x) {
+  if (x === null || x === undefined || !Number.isFinite(x)) return "n/a";
+  const s = x.toFixed(3);
+  return /^-0\.0+$/.test(s) ? s.slice(1) : s;
+}
+
+/** A share as "0.62 (8/13)"; "—" when undefined. */
+export function formatRatio(num, den) {
+  return den ? `${(num / den).toFixed(2)} (${num}/${den})` : "—";
+}
+
+/**
+ * At most `cap` lines, then one saying how many more: what a list of validation errors shows.
+ * Returns {shown, more, total}.
+ */
+export function capLines(lines, cap = 10) {
+  const shown = lines.slice(0, cap);
+  return { shown, more: Math.max(0, lines.length - cap), total: lines.length };
+}

@@ -84,13 +84,32 @@ export function layoutPositions(cfg, spacing = SPACING) {
   return pos;
 }
 
+/** How close (px) to a node's centre a curve may pass: node half-height (16) plus a gap. */
+export const CLEAR = 24;
+export const NODE_HALF_WIDTH = 32;  // the widest node (input, logits): the curve clears the box, not just its centre
+
 /**
- * How far an edge bows from the straight line (px, cytoscape's control-point-distance): edges that
- * skip columns arc, more the farther they reach, so edges between collinear nodes do not overlap.
+ * How far an edge bows from the straight line (px, cytoscape's control-point-distance; negative bows
+ * up for a left-to-right edge): edges that skip columns arc, more the farther they reach, so edges
+ * between collinear nodes do not overlap; and an edge whose chord runs over (or just above) a node
+ * it skips bows up far enough to clear it: a quadratic curve with control distance d strays
+ * 2f(1−f)·|d| from its chord at fraction f. obstacles: positions of the other nodes.
  */
-export function edgeBow(srcPos, dstPos, qkv = null, spacing = SPACING) {
-  const span = Math.abs(dstPos.x - srcPos.x) / spacing.layer;   // in layers
-  const arc = span <= 1.01 ? 0 : -Math.min(28 * (span - 1), 160);
+export function edgeBow(srcPos, dstPos, qkv = null, obstacles = [], spacing = SPACING) {
+  const dx = dstPos.x - srcPos.x, dy = dstPos.y - srcPos.y;
+  const span = Math.abs(dx) / spacing.layer;   // in layers
+  let arc = span <= 1.01 ? 0 : -Math.min(28 * (span - 1), 160);
+  const cos = Math.abs(dx) / Math.hypot(dx, dy);  // the bow's vertical share
+  for (const p of obstacles) {
+    if ((p.x === srcPos.x && p.y === srcPos.y) || (p.x === dstPos.x && p.y === dstPos.y)) continue;  // its own ends
+    for (const side of [-NODE_HALF_WIDTH, 0, NODE_HALF_WIDTH]) {  // the box's left side, centre, right side
+      const f = (p.x + side - srcPos.x) / dx;
+      if (!(f > 0.01 && f < 0.99)) continue;
+      const off = srcPos.y + f * dy - p.y;   // chord minus node, in y (screen y grows downwards)
+      if (off > 0 || off <= -CLEAR) continue;  // the node is above the chord, or far enough below
+      arc = Math.min(arc, (-CLEAR - off) / (2 * f * (1 - f) * cos));
+    }
+  }
   // the q, k and v edges of one source into one head would lie on top of each other: fan them out
   return arc + (QKV_FAN[qkv] ?? 0);
 }

@@ -1,10 +1,14 @@
 // The page's entry point: wires the form (form.js: data → run), the run's view (explorer.js: graph,
-// slider, chart) and the URL.
+// slider, chart; overlays.js: compare, known circuit), export (exporter.js), the keyboard (keys.js)
+// and the URL.
 // Test hook: window.__edgewise exposes the cytoscape instance and the view state (tests, bench).
 import * as api from "./api.js";
 import { app } from "./app.js";
-import { graphView, initExplorer, onPopState, openRun } from "./explorer.js";
+import { closeRun, graphView, initExplorer, onPopState, openRun } from "./explorer.js";
+import { currentSvg, wireExport } from "./exporter.js";
 import { fillForm, wireForm } from "./form.js";
+import { find, wireKeys } from "./keys.js";
+import { fillCompare } from "./overlays.js";
 import { toast } from "./panels.js";
 import { thresholdFor } from "./select.js";
 import { decodeState } from "./state.js";
@@ -17,20 +21,29 @@ window.__edgewise = {
   ready: false,
   get cy() { return graphView()?.cy; },
   get runId() { return app.run?.id ?? null; },
-  get k() { return app.k; },
+  get k() { return app.sel.k; },
+  get sel() { return { ...app.sel }; },
   get nTotal() { return app.nTotal; },
-  /** |score| an edge must reach to be drawn at the current threshold */
-  get threshold() { return thresholdFor(app.loaded, app.k); },
+  /** |score| an edge must reach to be drawn at the current top-k threshold */
+  get threshold() { return app.sel.rule === "abs" ? app.sel.t : thresholdFor(app.loaded, app.sel.k); },
   get node() { return app.node; },
+  get cursor() { return app.cursor; },
+  /** compare: the names in each class, once B is loaded; else null */
+  get compare() { return app.cmp?.shown ? { b: app.cmp.run.id, shownB: app.cmp.shown.map((e) => e.name) } : null; },
+  get truth() { return app.truth ? { task: app.truth.task, auc: app.truth.roc?.auc ?? null, on: app.truth.on } : null; },
   shown: () => app.shown.map((e) => e.name),
   drawn: () => graphView()?.drawn() ?? [],
+  svg: () => currentSvg(),
+  find: (q) => find(q),
 };
 
 // ---------------------------------------------------------------- start
 async function start() {
   const [cytoscape, Plotly] = await Promise.all([load("cytoscape"), load("Plotly")]);
   initExplorer(cytoscape, Plotly);
-  wireForm({ openRun });
+  wireForm({ openRun, onRunsChanged: fillCompare });
+  wireExport();
+  wireKeys();
 
   api.health().then((h) => {
     $("server-info").textContent = [h.version && `v${h.version}`, h.device && `device: ${h.device}`].filter(Boolean).join(" · ");
@@ -39,7 +52,8 @@ async function start() {
   await fillForm();
 
   const st = decodeState(window.location.search);
-  if (st.run) await openRun(st.run, { k: st.k, node: st.node, push: false });
+  if (st.run) await openRun(st.run, { state: st, push: false });
+  else closeRun();
   window.addEventListener("popstate", () => onPopState(decodeState(window.location.search)));
 }
 

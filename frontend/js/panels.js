@@ -1,5 +1,5 @@
 // DOM views beside the graph: dataset status and errors, past runs, the node panel, tooltip, toast.
-import { formatAge, formatInt, formatScore } from "./format.js";
+import { capLines, formatAge, formatInt, formatScore } from "./format.js";
 import { parseNode } from "./layout.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,14 +19,20 @@ function h(tag, attrs = {}, ...children) {
 export { h };
 
 // ---------------------------------------------------------------- dataset
-export function showDataset(ds, label) {
+/** The server's answer for the pairs: count, its warnings and the page's own flags, a preview. */
+export function showDataset(ds, label, flags = []) {
   const el = $("dataset-status");
   el.replaceChildren();
   if (!ds) return;
   const count = ds.count ?? ds.n_pairs ?? ds.preview?.length ?? 0;
-  el.append(h("div", {}, h("span", { class: "ok" }, `✓ ${formatInt(count)} pairs ready`),
+  el.append(h("div", {}, h("span", { class: "ok" }, `✓ ${formatInt(count)} ${count === 1 ? "pair" : "pairs"} ready`),
     label ? h("span", { class: "muted" }, ` · ${label}`) : null));
-  for (const w of ds.warnings ?? []) el.append(h("div", { class: "warn" }, `⚠ ${typeof w === "string" ? w : JSON.stringify(w)}`));
+  const warnings = [...(ds.warnings ?? []).map((w) => (typeof w === "string" ? w : JSON.stringify(w))), ...flags];
+  const { shown, more } = capLines(warnings, 8);
+  if (warnings.length) {
+    el.append(h("ul", { class: "warn", "aria-label": "Warnings about the pairs" },
+      shown.map((w) => h("li", {}, `⚠ ${w}`)), more ? h("li", { class: "muted" }, `… and ${more} more`) : null));
+  }
   const rows = (ds.preview ?? []).slice(0, 3);
   if (rows.length) {
     const cols = ["clean", "corrupted", "answer", "wrong_answer"].filter((c) => rows.some((r) => r[c] !== undefined));
@@ -37,32 +43,61 @@ export function showDataset(ds, label) {
   }
 }
 
-export function showErrors(lines) {
-  const ul = $("dataset-errors");
-  ul.replaceChildren(...lines.map((l) => h("li", {}, l)));
-  ul.hidden = lines.length === 0;
+/**
+ * Validation errors, at most `cap` listed, with the count. `partial`: the server stops at its first
+ * error, so more may follow once this one is fixed.
+ */
+export function showErrors(lines, { cap = 10, partial = false } = {}) {
+  const box = $("dataset-errors");
+  const { shown, more, total } = capLines(lines, cap);
+  $("dataset-errors-head").textContent = !total ? ""
+    : partial ? `The server stopped at the first error${total > 1 ? "s" : ""}; fix ${total > 1 ? "them" : "it"} and check again:`
+    : `${total} ${total === 1 ? "error" : "errors"}${more ? ` (the first ${cap} listed)` : ""}:`;
+  $("dataset-errors-list").replaceChildren(...shown.map((l) => h("li", {}, l)), ...(more ? [h("li", { class: "muted" }, `… and ${more} more`)] : []));
+  box.hidden = total === 0;
+}
+
+/** A finished run's warnings (e.g. kl with eap: scores ~0), above the graph. */
+export function showRunWarnings(warnings = []) {
+  const ul = $("run-warnings");
+  ul.replaceChildren(...warnings.map((w) => h("li", {}, `⚠ ${w}`)));
+  ul.hidden = warnings.length === 0;
 }
 
 // ---------------------------------------------------------------- runs
-export function renderRuns(runs, currentId, onOpen) {
+/** One line of what a run is: dataset, ablation, IG steps (for the list and the title). */
+export function runSettings(r, datasets = new Map()) {
+  const ds = datasets.get(r.dataset_id);
+  const dsName = r.dataset_name ?? ds?.filename ?? (r.meta?.source_file || null);
+  const nPairs = r.n_pairs ?? ds?.count ?? ds?.n_pairs ?? r.meta?.dataset?.n_pairs;
+  const igSteps = typeof r.method === "string" && r.method.startsWith("eap-ig") && r.ig_steps ? `${r.ig_steps} steps` : null;
+  return {
+    dataset: dsName ? `${dsName}${nPairs ? ` (${formatInt(nPairs)} pairs)` : ""}` : nPairs ? `${formatInt(nPairs)} pairs` : null,
+    ablation: r.method === "imported" ? null : r.ablation ?? null,
+    steps: igSteps,
+  };
+}
+
+export function renderRuns(runs, currentId, onOpen, datasets = new Map()) {
   const ul = $("runs");
   const t = (r) => { const v = r.created_at ?? r.created ?? 0; return typeof v === "number" ? v : Date.parse(v) / 1000 || 0; };
   const sorted = [...runs].sort((a, b) => t(b) - t(a));
   ul.replaceChildren(...sorted.map((r) => {
     const title = r.method === "imported"
       ? `imported · ${r.model ?? r.meta?.model ?? "circuit"}` : `${r.model ?? "?"} · ${r.method ?? "?"}`;
-    const sub = [r.metric, r.n_pairs ?? r.dataset?.n_pairs ? `${r.n_pairs ?? r.dataset.n_pairs} pairs` : null,
-      formatAge(r.created_at ?? r.created), `#${r.id}`].filter(Boolean).join(" · ");
+    const st = runSettings(r, datasets);
+    const sub = [r.metric, st.ablation, st.steps, st.dataset, formatAge(r.created_at ?? r.created), `#${r.id}`].filter(Boolean).join(" · ");
+    const warn = r.warnings?.length ? h("span", { class: "warn-mark", title: r.warnings.join("\n"), "aria-label": `${r.warnings.length} warning${r.warnings.length === 1 ? "" : "s"}` }, "⚠") : null;
     return h("li", {}, h("button", {
       type: "button", "aria-current": String(r.id) === String(currentId) ? "true" : "false",
       title: r.error ? `error: ${r.error}` : `open run ${r.id}`, onclick: () => onOpen(r.id),
-    }, h("span", { class: "title" }, title), h("span", { class: `badge ${r.status}` }, r.status ?? ""), h("span", { class: "sub" }, sub)));
+    }, h("span", { class: "title" }, title, warn ? " " : null, warn), h("span", { class: `badge ${r.status}` }, r.status ?? ""), h("span", { class: "sub" }, sub)));
   }));
   $("runs-empty").hidden = runs.length > 0;
 }
 
 // ---------------------------------------------------------------- node panel
-function describe(name) {
+export function describe(name) {
   const n = parseNode(name);
   if (!n) return name;
   if (n.kind === "head") return `attention head ${n.head} of layer ${n.layer}`;
@@ -73,9 +108,10 @@ function describe(name) {
 
 /**
  * Show `name` with its incoming and outgoing edges among `loaded` (sorted by |score|), ranked, the
- * ones drawn marked. onJump(node) opens another node.
+ * ones drawn marked. onJump(node) opens another node; onHoverEdge(name | null) follows the pointer
+ * over the rows. Returns whether the panel was closed before.
  */
-export function showNodePanel(name, loaded, shown, nTotal, onJump) {
+export function showNodePanel(name, loaded, shown, nTotal, onJump, onHoverEdge = () => {}) {
   const incoming = loaded.filter((e) => e.dst === name);
   const outgoing = loaded.filter((e) => e.src === name);
   const maxAbs = Math.max(1e-30, ...incoming.concat(outgoing).map((e) => Math.abs(e.score)));
@@ -88,8 +124,10 @@ export function showNodePanel(name, loaded, shown, nTotal, onJump) {
     const items = edges.slice(0, LIMIT).map((e, i) => {
       const on = shown.has(e.name);
       const peer = other(e);
-      return h("li", { class: on ? "on" : "off", title: `${e.name}: ${e.score}${on ? "" : " (not shown)"}` },
-        h("button", { type: "button", class: "link", onclick: () => onJump(peer) }, `${i + 1}. ${peer}${e.qkv ? ` ‹${e.qkv}›` : ""}`),
+      return h("li", { class: on ? "on" : "off", title: `${e.name}: ${e.score}${on ? "" : " (not shown)"}`, "data-edge": e.name,
+        onmouseenter: () => onHoverEdge(on ? e.name : null), onmouseleave: () => onHoverEdge(null) },
+        h("button", { type: "button", class: "link", onclick: () => onJump(peer),
+          onfocus: () => onHoverEdge(on ? e.name : null), onblur: () => onHoverEdge(null) }, `${i + 1}. ${peer}${e.qkv ? ` ‹${e.qkv}›` : ""}`),
         h("span", { class: `bar ${e.score < 0 ? "neg" : ""}`, style: `width:${Math.max(3, Math.round(60 * Math.abs(e.score) / maxAbs))}px` }),
         h("span", { class: "score" }, formatScore(e.score)));
     });
@@ -103,7 +141,6 @@ export function showNodePanel(name, loaded, shown, nTotal, onJump) {
     note].filter(Boolean));
   const opened = $("node-panel").hidden;
   $("node-panel").hidden = false;
-  $("node-panel").parentElement.classList.add("with-panel");
   return opened;
 }
 
@@ -120,7 +157,8 @@ export function showTooltip(info) {
   const tip = $("tooltip");
   if (!info) { tip.hidden = true; return; }
   if (info.kind === "edge") {
-    tip.replaceChildren(h("span", {}, info.name), "  ", h("span", { class: info.score < 0 ? "neg" : "pos" }, formatScore(info.score)));
+    tip.replaceChildren(h("span", {}, info.name), "  ", h("span", { class: info.score < 0 ? "neg" : "pos" }, formatScore(info.score)),
+      info.ghost ? h("span", { class: "muted" }, "  known circuit, not shown") : null);
   } else {
     tip.replaceChildren(h("span", {}, info.name), h("span", { class: "muted" }, `  ${info.degree} edge${info.degree === 1 ? "" : "s"} shown`));
   }

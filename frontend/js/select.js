@@ -4,6 +4,8 @@
 // threshold |score| ≥ |score of the k-th edge|. The slider is logarithmic in k: position p of
 // SLIDER_STEPS maps to k = round(kMax^(p/SLIDER_STEPS)), so a step near the left adds one edge and
 // a step near the right adds hundreds — the scale at which circuits are read.
+import { formatScore } from "./format.js";
+import { connectedEdges } from "./prune.js";
 
 /** Edges handed to cytoscape at once: more is unusable (seconds per frame at 32k). */
 export const MAX_SHOWN = 2000;
@@ -56,6 +58,96 @@ export function selectByScore(sorted, minAbs) {
   let n = 0;
   while (n < sorted.length && Math.abs(sorted[n].score) >= minAbs) n++;
   return sorted.slice(0, n);
+}
+
+// ---------------------------------------------------------------- selection rules
+// A selection {rule, k, t, connected}: rule "top_k" keeps the k edges of largest |score|, "abs" every
+// edge with |score| ≥ t, "own" an imported file's in_graph edges; connected then keeps only edges on
+// an input → logits path (prune.js), as the API's `connected` does.
+
+/** The edges a selection keeps, in ranking order. own: the file's edges (rule "own"). */
+export function selectEdges(sorted, sel, own = null) {
+  let picked;
+  if (sel.rule === "own") picked = sortByAbs(own ?? []);
+  else if (sel.rule === "abs") picked = selectByScore(sorted, sel.t ?? Infinity);
+  else picked = selectTop(sorted, sel.k ?? 0);
+  return sel.connected ? connectedEdges(picked) : picked;
+}
+
+/** A key that is equal exactly when two selections keep the same edges (caches of faithfulness). */
+export function selectionKey(sel) {
+  const v = sel.rule === "abs" ? sel.t : sel.rule === "own" ? "" : sel.k;
+  return `${sel.rule}:${v}:${sel.connected ? 1 : 0}`;
+}
+
+/** The selection as the circuit JSON and the API write it: {top_k} or {min_abs_score}, plus connected. */
+export function selectionSpec(sel, ownSpec = {}) {
+  const spec = sel.rule === "own" ? { ...ownSpec } : sel.rule === "abs" ? { min_abs_score: sel.t } : { top_k: sel.k };
+  if (sel.connected) spec.connected = true;
+  return spec;
+}
+
+/** The |score| range the threshold slider spans: the top edge down to the kMax-th (above 0). */
+export function scoreRange(sorted, kMax) {
+  const n = Math.min(kMax, sorted.length);
+  if (!n) return { hi: 0, lo: 0 };
+  const hi = Math.abs(sorted[0].score);
+  let lo = Math.abs(sorted[n - 1].score);
+  if (!(lo > 0)) {  // zero scores at the end: stop at the smallest non-zero one
+    const nz = sorted.slice(0, n).map((e) => Math.abs(e.score)).filter((x) => x > 0);
+    lo = nz.length ? nz[nz.length - 1] : hi;
+  }
+  return { hi, lo };
+}
+
+/** Slider position (0…steps) → |score| threshold, log scale from hi (left: fewest edges) to lo. */
+export function sliderToScore(pos, { hi, lo }, steps = SLIDER_STEPS) {
+  if (!(hi > 0)) return 0;
+  const f = Math.min(Math.max(pos / steps, 0), 1);
+  if (f === 0) return hi;
+  if (f === 1) return lo;
+  return hi * Math.pow(lo / hi, f);
+}
+
+/** |score| threshold → slider position (inverse of sliderToScore up to rounding). */
+export function scoreToSlider(t, { hi, lo }, steps = SLIDER_STEPS) {
+  if (!(hi > 0) || !(lo > 0) || hi === lo) return steps;
+  const tt = Math.min(Math.max(t, lo), hi);
+  return Math.max(0, Math.round((steps * Math.log(tt / hi)) / Math.log(lo / hi)));  // never -0
+}
+
+/** The threshold one edge more (dir > 0) or one edge fewer than t keeps, within the first kMax. */
+export function stepScore(sorted, t, dir, kMax) {
+  const n = Math.min(selectByScore(sorted, t).length, kMax);
+  const next = dir > 0 ? Math.min(n + 1, kMax) : Math.max(n - 1, 1);
+  return sorted.length ? Math.abs(sorted[Math.min(next, sorted.length) - 1].score) : 0;
+}
+
+/** The slider's scale over the number of edges kept (1…kMax, log). */
+export function kScale(kMax, steps = SLIDER_STEPS) {
+  return {
+    kind: "k", empty: kMax <= 0, first: Math.min(1, kMax), last: kMax,
+    toValue: (pos) => sliderToK(pos, kMax, steps),
+    toPos: (k) => kToSlider(k, kMax, steps),
+    step: (k, dir) => stepK(k, dir, kMax),
+    jump: (k, dir) => sliderToK(kToSlider(k, kMax, steps) + dir * steps / 10, kMax, steps),
+    clamp: (k) => Math.min(Math.max(Math.round(k), Math.min(1, kMax)), kMax),
+    label: (k) => `${k} ${k === 1 ? "edge" : "edges"}`,
+  };
+}
+
+/** The slider's scale over the |score| threshold (the top edge's |score| down to the kMax-th, log). */
+export function scoreScale(sorted, kMax, steps = SLIDER_STEPS) {
+  const range = scoreRange(sorted, kMax);
+  return {
+    kind: "score", empty: !(range.hi > 0), first: range.hi, last: range.lo, range,
+    toValue: (pos) => sliderToScore(pos, range, steps),
+    toPos: (t) => scoreToSlider(t, range, steps),
+    step: (t, dir) => stepScore(sorted, t, dir, kMax),
+    jump: (t, dir) => sliderToScore(scoreToSlider(t, range, steps) + dir * steps / 10, range, steps),
+    clamp: (t) => Math.min(Math.max(t, range.lo), range.hi),
+    label: (t) => `|score| ≥ ${formatScore(t)}`,
+  };
 }
 
 /** A sensible first view: a tenth of the edges, at least 5, at most 200 (and at most kMax). */

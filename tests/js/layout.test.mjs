@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { edgeBow, edgeCount, graphNodes, inferConfig, layoutPositions, parseEdge, parseNode } from "../../frontend/js/layout.js";
+import { CLEAR, NODE_HALF_WIDTH, edgeBow, edgeCount, graphNodes, inferConfig, layoutPositions, parseEdge, parseNode } from "../../frontend/js/layout.js";
 
 test("parseNode and parseEdge read EAP-IG names", () => {
   assert.deepEqual(parseNode("a11.h3"), { kind: "head", layer: 11, head: 3 });
@@ -73,4 +73,63 @@ test("edgeBow: neighbours straight, long edges arc more, q/k/v fan out", () => {
   assert.ok(two > one && one > 0);
   const q = edgeBow(p.input, p["a0.h0"], "q"), k = edgeBow(p.input, p["a0.h0"], "k"), v = edgeBow(p.input, p["a0.h0"], "v");
   assert.ok(q < k && k < v);
+});
+
+/**
+ * The curve cytoscape draws for an unbundled-bezier edge with one control point: a quadratic Bézier
+ * whose control point sits at the chord's middle, `bow` px along the normal (−dy, dx)/|d| (checked in
+ * the browser: m0→m2 with bow −48 has its control point 48 px above the row).
+ */
+function curve(s, t, bow, n = 200) {
+  const dx = t.x - s.x, dy = t.y - s.y, len = Math.hypot(dx, dy);
+  const c = { x: (s.x + t.x) / 2 - (dy / len) * bow, y: (s.y + t.y) / 2 + (dx / len) * bow };
+  return Array.from({ length: n + 1 }, (_, i) => {
+    const u = i / n;
+    return { x: (1 - u) ** 2 * s.x + 2 * u * (1 - u) * c.x + u * u * t.x, y: (1 - u) ** 2 * s.y + 2 * u * (1 - u) * c.y + u * u * t.y };
+  });
+}
+
+test("edges along a row clear every node they skip (m0→m2 does not run over m1)", () => {
+  for (const cfg of [{ n_layers: 3, n_heads: 4 }, { n_layers: 4, n_heads: 1 }, { n_layers: 12, n_heads: 12 }, { n_layers: 2, n_heads: 3, attn_only: true }]) {
+    const pos = layoutPositions(cfg);
+    const names = graphNodes(cfg);
+    const obstacles = Object.values(pos);
+    let checked = 0;
+    for (const a of names) for (const b of names) {
+      const s = pos[a], t = pos[b];
+      if (!(t.x > s.x) || Math.abs(t.y - s.y) > 1e-9) continue;
+      const between = names.filter((n) => n !== a && n !== b && Math.abs(pos[n].y - s.y) < 1e-9 && pos[n].x > s.x && pos[n].x < t.x);
+      if (!between.length) continue;
+      for (const qkv of [null, "q", "v"]) {
+        const pts = curve(s, t, edgeBow(s, t, qkv, obstacles));
+        for (const n of between) {
+          // over the node's box (the widest: 64 × 32), the curve stays above its top edge
+          const over = pts.filter((p) => Math.abs(p.x - pos[n].x) <= NODE_HALF_WIDTH);
+          const gap = Math.min(...over.map((p) => pos[n].y - 16 - p.y));
+          // 8 px of air; the q/v fan moves the curve by up to half its 9 px, which may eat into that air
+          assert.ok(gap >= (qkv ? 3.4 : 7.99), `${JSON.stringify(cfg)} ${a}->${b}${qkv ? `<${qkv}>` : ""} passes ${gap.toFixed(1)} px above ${n}'s box`);
+        }
+        checked++;
+      }
+    }
+    assert.ok(checked > 0, `no row edge skips a node in ${JSON.stringify(cfg)}`);
+  }
+});
+
+test("edgeBow without obstacles is the plain arc (obstacles only ever bow further up)", () => {
+  const p = layoutPositions({ n_layers: 3, n_heads: 4 });
+  const obstacles = Object.values(p);
+  for (const [a, b] of [["input", "logits"], ["m0", "m2"], ["a0.h0", "a2.h3"], ["input", "a0.h1"]]) {
+    assert.ok(edgeBow(p[a], p[b], null, obstacles) <= edgeBow(p[a], p[b]), `${a}->${b}`);
+  }
+  assert.equal(edgeBow(p["a0.h0"], p.m0, null, obstacles), 0, "neighbours stay straight");
+  // an edge between neighbouring columns skips no node: its own ends are no obstacles
+  for (const cfg of [{ n_layers: 2, n_heads: 2, attn_only: true }, { n_layers: 3, n_heads: 4 }]) {
+    const pos = layoutPositions(cfg);
+    const xs = [...new Set(Object.values(pos).map((q) => q.x))].sort((a, b) => a - b);
+    for (const a of Object.keys(pos)) for (const b of Object.keys(pos)) {
+      if (xs.indexOf(pos[b].x) !== xs.indexOf(pos[a].x) + 1) continue;
+      assert.equal(edgeBow(pos[a], pos[b], "k", Object.values(pos)), edgeBow(pos[a], pos[b], "k"), `${a}->${b}`);
+    }
+  }
 });

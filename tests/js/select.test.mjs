@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  MAX_SHOWN, SLIDER_STEPS, activeNodes, circuitForView, defaultK, diffShown, kToSlider, selectByScore,
-  selectTop, sliderMax, sliderToK, sortByAbs, stepK, thresholdFor,
+  MAX_SHOWN, SLIDER_STEPS, activeNodes, circuitForView, defaultK, diffShown, kScale, kToSlider, scoreRange, scoreScale,
+  scoreToSlider, selectByScore, selectEdges, selectTop, selectionKey, selectionSpec, sliderMax, sliderToK, sliderToScore,
+  sortByAbs, stepK, stepScore, thresholdFor,
 } from "../../frontend/js/select.js";
 
 const E = (name, score) => {
@@ -121,4 +122,59 @@ test("circuitForView: exactly the shown edges in_graph, nodes recomputed, scores
   assert.deepEqual(out.nodes, { input: { in_graph: true }, "a0.h0": { in_graph: true }, m0: { in_graph: false }, logits: { in_graph: true } });
   assert.deepEqual(out.selection, { top_k: 2 });
   assert.equal(server.edges["input->m0"].in_graph, true, "the input is not modified");
+});
+
+test("selectEdges: top k, |score| ≥ t, the file's own edges, each then optionally pruned to connected", () => {
+  const top3 = selectEdges(EDGES, { rule: "top_k", k: 3 });
+  assert.deepEqual(top3.map((e) => e.name), ["a0.h0->logits", "input->m0", "a0.h0->m0"]);
+  assert.deepEqual(selectEdges(EDGES, { rule: "abs", t: 0.1 }).map((e) => e.name), selectTop(EDGES, 4).map((e) => e.name));
+  // top 3: a0.h0 has no input edge among them, so a0.h0->logits and a0.h0->m0 hang; input->m0 reaches no logits
+  assert.deepEqual(selectEdges(EDGES, { rule: "top_k", k: 3, connected: true }), []);
+  // top 5 adds input->a0.h0<q> and m0->logits: now every edge lies on input → … → logits
+  assert.equal(selectEdges(EDGES, { rule: "top_k", k: 5, connected: true }).length, 5);
+  const own = [E("m0->logits", 0.02), E("input->m0", 0.5)];
+  assert.deepEqual(selectEdges(EDGES, { rule: "own", k: 1 }, own).map((e) => e.name), ["input->m0", "m0->logits"], "ranked by |score|");
+});
+
+test("selectionKey tells selections apart; selectionSpec writes them as the API does", () => {
+  const keys = [{ rule: "top_k", k: 3 }, { rule: "top_k", k: 3, connected: true }, { rule: "abs", t: 0.1 }, { rule: "abs", t: 0.2 }, { rule: "own" }]
+    .map(selectionKey);
+  assert.equal(new Set(keys).size, keys.length);
+  assert.equal(selectionKey({ rule: "own", k: 4 }), selectionKey({ rule: "own", k: 9 }), "k plays no part in own");
+  assert.deepEqual(selectionSpec({ rule: "top_k", k: 40, connected: true }), { top_k: 40, connected: true });
+  assert.deepEqual(selectionSpec({ rule: "abs", t: 0.01 }), { min_abs_score: 0.01 });
+  assert.deepEqual(selectionSpec({ rule: "own" }, { top_k: 10 }), { top_k: 10 });
+});
+
+test("the |score| slider: log scale from the top edge down to the kMax-th, inverse, one edge per arrow", () => {
+  const sorted = sortByAbs(Array.from({ length: 300 }, (_, i) => E(`input->m${i}`, (i % 2 ? -1 : 1) * Math.exp(-i / 30))));
+  const range = scoreRange(sorted, 200);
+  assert.equal(range.hi, 1);
+  assert.equal(range.lo, Math.abs(sorted[199].score));
+  assert.equal(sliderToScore(0, range), range.hi);
+  assert.equal(sliderToScore(SLIDER_STEPS, range), range.lo);
+  assert.ok(Math.abs(sliderToScore(SLIDER_STEPS / 2, range) - Math.sqrt(range.hi * range.lo)) < 1e-12, "geometric middle");
+  for (let p = 0; p <= SLIDER_STEPS; p += 37) assert.equal(scoreToSlider(sliderToScore(p, range), range), p);
+  // arrows: one edge more or fewer
+  const t = Math.abs(sorted[49].score);
+  assert.equal(selectByScore(sorted, stepScore(sorted, t, 1, 200)).length, 51);
+  assert.equal(selectByScore(sorted, stepScore(sorted, t, -1, 200)).length, 49);
+  assert.equal(selectByScore(sorted, stepScore(sorted, range.lo, 1, 200)).length, 200, "not past kMax");
+  // zero scores at the end: the range stops at the smallest non-zero one
+  const zeros = sortByAbs([E("input->m0", 2), E("input->m1", 0.5), E("input->m2", 0), E("input->m3", 0)]);
+  assert.deepEqual(scoreRange(zeros, 4), { hi: 2, lo: 0.5 });
+});
+
+test("kScale and scoreScale clamp and label values", () => {
+  const k = kScale(77);
+  assert.equal(k.clamp(500), 77);
+  assert.equal(k.clamp(0), 1);
+  assert.equal(k.label(1), "1 edge");
+  assert.equal(k.toValue(k.toPos(20)), 20);
+  assert.ok(kScale(0).empty);
+  const s = scoreScale(EDGES, 5);
+  assert.equal(s.clamp(99), 0.9);
+  assert.equal(s.clamp(0), 0.02);
+  assert.equal(s.label(0.5), "|score| ≥ 0.5");
+  assert.ok(scoreScale([], 0).empty);
 });

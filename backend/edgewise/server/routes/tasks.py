@@ -1,4 +1,4 @@
-"""GET /api/tasks and the bundled tasks' prompt pairs as downloadable CSV or JSONL."""
+"""GET /api/tasks, the bundled tasks' prompt pairs as downloadable CSV or JSONL, and their known circuits."""
 from __future__ import annotations
 
 import csv
@@ -8,8 +8,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from ...data import FIELDS
+from ...tasks import load_task
 from ..deps import Context, api_error, get_ctx
 from ..schemas import Error, TaskInfo
 
@@ -32,6 +34,29 @@ def task_pairs(name: str, format: Literal["csv", "jsonl"] = Query("jsonl"), ctx:
         return Response(text, media_type="application/jsonl", headers=headers)
     return Response(records_to_csv([json.loads(line) for line in text.splitlines() if line.strip()]),
                     media_type="text/csv", headers=headers)
+
+
+class TaskCircuit(BaseModel):
+    name: str
+    model: str
+    edges: list[str] = Field(description="the known circuit's edges, in edgewise (EAP-IG) edge names")
+    source: str = Field("", description="where the circuit comes from (weights, a paper, by construction)")
+
+
+@router.get("/tasks/{name}/circuit", response_model=TaskCircuit, responses={404: {"model": Error}},
+            summary="the circuit known for a task (the page's overlay: true edges, precision/recall, ROC)")
+def task_circuit(name: str, ctx: Context = Depends(get_ctx)) -> dict:
+    listed = {t["name"]: t for t in ctx.catalog.list_tasks()}
+    if name not in listed:  # never a path: only listed names
+        raise api_error(404, f"no task {name!r}; tasks: {', '.join(listed)}")
+    if not listed[name].get("has_circuit"):
+        raise api_error(404, f"task {name!r} ships no known circuit")
+    try:
+        task = load_task(name)
+    except ValueError:  # listed by a catalog that is not the bundled zoo
+        raise api_error(404, f"task {name!r} ships no known circuit") from None
+    return {"name": name, "model": task.model, "edges": task.circuit or [],
+            "source": task.spec.get("circuit_source", "")}
 
 
 def records_to_csv(records: list[dict]) -> str:
