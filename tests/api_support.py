@@ -56,7 +56,9 @@ def tiny_catalog(tasks_dir: Path) -> Catalog:
     pairs = tasks_dir / "tiny-task.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in tiny_records(8)))
 
-    def load(name, device):
+    def load(name, device, dtype=None, progress=None):
+        if progress:
+            progress(0.5, "weights")
         if name not in ("tiny", "tiny-attn"):
             raise ValueError(f"unknown model {name!r}")
         return make_model(name)
@@ -73,6 +75,8 @@ def tiny_catalog(tasks_dir: Path) -> Catalog:
 
 
 def settings(tmp: Path, **kw) -> Settings:
+    """Test settings: TestClient's Host ("testserver") is served like a local name."""
+    kw.setdefault("allowed_hosts", ("testserver",))
     return Settings(data_dir=tmp / "data", catalog=tiny_catalog(tmp / "tasks"), device="cpu",
                     frontend_dir=tmp / "frontend", **kw)
 
