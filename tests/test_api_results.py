@@ -172,8 +172,8 @@ def test_import_eap_ig_file_without_model_is_read_only(client):
 @pytest.mark.parametrize("body, words", [
     (b"", "empty"),
     (b"{nope", "not valid JSON"),
-    (b"[1, 2]", "must be a JSON object"),
-    (b'{"cfg": {"n_layers": 1, "n_heads": 1}}', "edges: missing"),
+    (b"[1, 2]", "must be an object"),
+    (b'{"cfg": {"n_layers": 1, "n_heads": 1}}', "lacks 'edges'"),
     (b'{"cfg": {"n_layers": 1, "n_heads": 1}, "edges": {"bogus": {"score": 1}}}', "bogus"),
     (b'{"cfg": {}, "edges": {}}', "n_layers"),
 ])

@@ -94,10 +94,10 @@ class Circuit:
         numbers, `in_graph` real booleans."""
         d = _load(text)
         if not isinstance(d, dict):
-            raise CircuitError(f"must be a JSON object with cfg, nodes and edges, got {_kind(d)}")
+            raise CircuitError(f"a circuit file must be an object with cfg, nodes and edges, got {_kind(d)}")
         for key in ("cfg", "edges"):
             if key not in d:
-                raise CircuitError("missing (EAP-IG and edgewise files have cfg, nodes, edges)", key)
+                raise CircuitError(f"the file lacks {key!r} (EAP-IG and edgewise files have cfg, nodes, edges)", key)
         graph = Graph(_read_cfg(d["cfg"]))
         scores, in_graph = _read_edges(d["edges"], graph)
         _check_nodes(d.get("nodes"), graph)

@@ -34,10 +34,10 @@ class PairsError(ValueError):
 
 
 # ---------------------------------------------------------------- parsing (no model needed)
-def parse_records(data: bytes | str | BinaryIO, filename: str = "") -> list[dict]:
+def parse_records(data: bytes | str | BinaryIO, filename: str = "", max_records: int | None = None) -> list[dict]:
     """Records from a CSV, JSON or JSONL file: its bytes, its text, or a binary file object, which is
-    read as a stream (CSV and JSONL are never held whole in memory). The format comes from the
-    name, else from the first lines."""
+    read as a stream (CSV and JSONL are never held whole in memory, and reading stops at record
+    max_records + 1). The format comes from the name, else from the first lines."""
     lines = _lines(data)
     head: list[str] = []  # up to the second non-blank line: enough to tell the format
     for line in lines:
@@ -52,9 +52,9 @@ def parse_records(data: bytes | str | BinaryIO, filename: str = "") -> list[dict
     first = nonblank[0]
     ext = filename.lower().rsplit(".", 1)[-1] if "." in filename else ""
     if ext == "csv" or (ext not in ("json", "jsonl") and first[0] not in "[{"):
-        return _parse_csv(lines)
+        return _capped(_parse_csv(lines), max_records)
     if ext == "jsonl" or (ext != "json" and first[0] == "{" and nonblank[1:2] and nonblank[1].startswith("{")):
-        return _parse_jsonl(lines)
+        return _capped(_parse_jsonl(lines), max_records)
     text = "".join(lines)
     try:
         obj = json.loads(text)
@@ -83,30 +83,38 @@ def _lines(data) -> Iterator[str]:
             stream.detach()  # the caller owns the file
 
 
-def _parse_csv(lines: Iterator[str]) -> list[dict]:
-    rows = []
+def _capped(records: Iterator, max_records: int | None) -> list:
+    out = []
+    for rec in records:
+        if max_records is not None and len(out) == max_records:
+            raise PairsError(f"more than {max_records} pairs; the limit is {max_records}", row=max_records + 1)
+        out.append(rec)
+    return out
+
+
+def _parse_csv(lines: Iterator[str]) -> Iterator[dict]:
+    i = 0
     try:
         for i, row in enumerate(csv.DictReader(lines), 1):
             if None in row:  # more cells than header columns
                 raise PairsError(f"{len(row) - 1 + len(row[None])} cells, the header has {len(row) - 1} columns", row=i)
-            rows.append(row)
+            yield row
     except csv.Error as e:
-        raise PairsError(f"malformed CSV: {e}", row=len(rows) + 1) from None
-    return rows
+        raise PairsError(f"malformed CSV: {e}", row=i + 1) from None
 
 
-def _parse_jsonl(lines: Iterator[str]) -> list[dict]:
-    records = []
+def _parse_jsonl(lines: Iterator[str]) -> Iterator:
+    row = 0
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        row += 1
         try:
-            records.append(json.loads(line))
+            yield json.loads(line)
         except json.JSONDecodeError as e:
-            raise PairsError(f"invalid JSON on line {lineno}, column {e.colno}: {e.msg}", row=len(records) + 1) from None
+            raise PairsError(f"invalid JSON on line {lineno}, column {e.colno}: {e.msg}", row=row) from None
         except RecursionError:
-            raise PairsError(f"line {lineno}: the JSON nests too deeply", row=len(records) + 1) from None
-    return records
+            raise PairsError(f"line {lineno}: the JSON nests too deeply", row=row) from None
 
 
 def _records_from_json(obj) -> list[dict]:

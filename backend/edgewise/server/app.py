@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
@@ -90,8 +89,10 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     msg = first.get("msg", "invalid")
     if first.get("type") == "json_invalid":
         field, msg = "body", f"request body is not valid JSON: {first.get('ctx', {}).get('error', msg)}"
-    detail = {"message": f"{field}: {msg}", "field": field,
-              "errors": jsonable_encoder(errors, custom_encoder={Exception: str, bytes: repr})}
+    # each error's location, message and type; never its `input` (it may be NaN, or the whole body)
+    listed = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
+              for e in errors[:20]]
+    detail = {"message": f"{field}: {msg}", "field": field, "errors": listed}
     return JSONResponse({"detail": detail}, status_code=422)
 
 

@@ -70,7 +70,7 @@ def ingest(ctx: Context, model_name: str, file, records: list | None, filename: 
     model_name = check_model(ctx, model_name)
     try:
         if records is None:
-            records = parse_records(file, filename)
+            records = parse_records(file, filename, max_records=ctx.settings.max_pairs)
         model = load_model(ctx, model_name)
         pairs = PromptPairs.from_records(model, records, max_pairs=ctx.settings.max_pairs)
     except PairsError as e:
