@@ -40,6 +40,8 @@ test: setup $(CHROMIUM)
 bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_attribution.py
 	$(BIN)/python bench/bench_slider.py
+	$(BIN)/python bench/bench_time_to_graph.py
+	$(BIN)/python bench/bench_load.py --seconds 20
 
 # docs/results.md: every method and ACDC on every bundled task (about a minute on 2 CPU cores)
 results: $(STAMP)

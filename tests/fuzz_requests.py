@@ -1,5 +1,5 @@
-"""Malformed requests for every route (test_api_hardening.py's fuzz): each one must answer 4xx naming
-its field. Generated from valid requests by replacing one field with a value of the wrong type or
+"""Malformed requests for every route (test_api_hardening.py's fuzz, against a server with a token: the
+client sends it, a few requests drop or spoil it): each one must answer 4xx naming its field. Generated from valid requests by replacing one field with a value of the wrong type or
 range, dropping or adding fields, breaking the JSON, the content type, the path or the headers."""
 from __future__ import annotations
 
@@ -188,8 +188,10 @@ def malformed_requests(dataset_id: str, run_id: str, seed: int = 0) -> list[dict
         add(f"origin {origin}", "POST", "/api/circuits", content=ok,
             headers={"content-type": "text/plain", "origin": origin})
     add("cross-site cancel", "POST", f"{base}/cancel", headers={"sec-fetch-site": "cross-site"})
-    add("foreign host", "GET", "/api/runs", headers={"host": "evil.example"})
-    add("rebinding host", "POST", "/api/circuits", content=ok,
-        headers={"host": "attacker.example:8000", "content-type": "application/json"})
+    add("no token", "GET", "/api/runs", headers={"authorization": ""})
+    add("wrong token", "POST", "/api/circuits", content=ok,
+        headers={"authorization": "Bearer nope", "content-type": "application/json"})
+    add("query token on a POST", "POST", "/api/circuits", content=ok, params={"token": "x"},
+        headers={"authorization": "", "content-type": "application/json"})
     rng.shuffle(reqs)
     return reqs

@@ -270,8 +270,8 @@ class Recorder:
     def report(self, fraction, stage=None, detail=None):
         self.reports.append((fraction, stage, detail))
 
-    def scored(self, cfg, scores, warnings):
-        self.scores = scores
+    def scored(self, cfg, scores, warnings, n_points):
+        self.scores, self.n_points = scores, n_points
 
     def curve_point(self, point, index, total):
         self.points.append((index, total, point["k"]))
@@ -292,4 +292,4 @@ def test_a_run_reports_model_loading_then_scores_then_each_curve_point(app, clie
     fractions = [f for f, _, _ in job.reports]
     assert fractions == sorted(fractions) and fractions[-1] <= 1
     ks = ctx.engine.curve_ks(len(job.scores))
-    assert job.points == [(i, len(ks), k) for i, k in enumerate(ks)]
+    assert job.points == [(i, len(ks), k) for i, k in enumerate(ks)] and job.n_points == len(ks)

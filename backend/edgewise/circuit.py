@@ -141,10 +141,10 @@ def _load(text):
         raise CircuitError(f"not valid JSON: {e}") from None
 
 
-def _int(cfg: dict, key: str, low: int, default=None) -> int:
-    v = cfg.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= LIMITS[key]:
-        raise CircuitError(f"must be an integer from {low} to {LIMITS[key]:,}, got {json.dumps(v)[:40]}", f"cfg.{key}")
+def _integer(v, field: str, low: int = 0, high: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+        bounds = f"from {low} to {high:,}" if high is not None else f"≥ {low}"
+        raise CircuitError(f"must be an integer {bounds}, got {json.dumps(v)[:40]}", field)
     return v
 
 
@@ -168,8 +168,8 @@ def n_edges_of(n_layers: int, n_heads: int, attn_only: bool, parallel: bool) -> 
 def _read_cfg(cfg) -> GraphConfig:
     if not isinstance(cfg, dict):
         raise CircuitError(f"must be an object with n_layers and n_heads, got {_kind(cfg)}", "cfg")
-    L, H = _int(cfg, "n_layers", 1), _int(cfg, "n_heads", 1)
-    d_model = _int(cfg, "d_model", 0, default=0)
+    L, H = (_integer(cfg.get(k), f"cfg.{k}", 1, LIMITS[k]) for k in ("n_layers", "n_heads"))
+    d_model = _integer(cfg.get("d_model", 0), "cfg.d_model", 0, LIMITS["d_model"])
     parallel = _bool(cfg, "parallel_attn_mlp", "cfg.parallel_attn_mlp")
     attn_only = _bool(cfg, "attn_only", "cfg.attn_only")  # absent: MLPs present (EAP-IG has no such key)
     n = n_edges_of(L, H, attn_only, parallel)
@@ -243,38 +243,23 @@ def _number(v, field: str, low: float | None = None, allow_null: bool = False):
     return v
 
 
+def _section(d: dict, key: str) -> dict | None:
+    v = d.get(key)
+    if v is not None and not isinstance(v, dict):
+        raise CircuitError(f"must be an object, got {_kind(v)}", key)
+    return v
+
+
 def _read_meta(d: dict) -> dict:
     """model, method, metric, ablation, dataset, selection, faithfulness: checked, then kept."""
     meta = {k: _text(d[k], k) for k in META_TEXT if k in d and d[k] is not None}
     meta.pop("format", None)
-    if d.get("dataset") is not None:
-        ds = d["dataset"]
-        if not isinstance(ds, dict):
-            raise CircuitError(f"must be an object with n_pairs and sha256, got {_kind(ds)}", "dataset")
-        meta["dataset"] = {}
-        if ds.get("n_pairs") is not None:
-            n = ds["n_pairs"]
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise CircuitError(f"must be a non-negative integer, got {json.dumps(n)[:40]}", "dataset.n_pairs")
-            meta["dataset"]["n_pairs"] = n
-        if ds.get("sha256") is not None:
-            meta["dataset"]["sha256"] = _text(ds["sha256"], "dataset.sha256", 128)
-    if d.get("selection") is not None:
-        sel = d["selection"]
-        if not isinstance(sel, dict):
-            raise CircuitError(f"must be an object, got {_kind(sel)}", "selection")
-        meta["selection"] = {}
-        if sel.get("top_k") is not None:
-            k = sel["top_k"]
-            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-                raise CircuitError(f"must be a non-negative integer, got {json.dumps(k)[:40]}", "selection.top_k")
-            meta["selection"]["top_k"] = k
-        if sel.get("min_abs_score") is not None:
-            meta["selection"]["min_abs_score"] = _number(sel["min_abs_score"], "selection.min_abs_score", 0)
-    if d.get("faithfulness") is not None:
-        f = d["faithfulness"]
-        if not isinstance(f, dict):
-            raise CircuitError(f"must be an object, got {_kind(f)}", "faithfulness")
+    checks = {"dataset": {"n_pairs": _integer, "sha256": lambda v, field: _text(v, field, 128)},
+              "selection": {"top_k": _integer, "min_abs_score": lambda v, field: _number(v, field, 0)}}
+    for key, fields in checks.items():
+        if (part := _section(d, key)) is not None:
+            meta[key] = {k: check(part[k], f"{key}.{k}") for k, check in fields.items() if part.get(k) is not None}
+    if (f := _section(d, "faithfulness")) is not None:
         meta["faithfulness"] = {k: _number(f.get(k), f"faithfulness.{k}", allow_null=True)
                                 for k in ("metric_clean", "metric_corrupted", "metric_circuit", "normalized")}
     return meta

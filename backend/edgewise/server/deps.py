@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Query, Request, Response
 
 from .config import Catalog, Settings
 from .engine import Engine
@@ -64,3 +64,20 @@ def get_run_or_404(ctx: Context, run_id: str) -> dict:
     if run is None:
         raise api_error(404, f"no run {run_id!r}", field="run_id")
     return run
+
+
+@dataclass
+class Page:
+    """A listing's window: `limit` items from `offset`, newest first; the answer's X-Total-Count holds the total."""
+
+    limit: int
+    offset: int
+
+    def answer(self, response: Response, items_and_total: tuple[list, int]) -> list:
+        items, total = items_and_total
+        response.headers["X-Total-Count"] = str(total)
+        return items
+
+
+def paging(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10**9)) -> Page:
+    return Page(limit, offset)

@@ -140,7 +140,7 @@ class Engine:
             res = attribute(model, pairs, method=run["method"], metric=run["metric"], batch_size=run["batch_size"],
                             ablation=run["ablation"], ig_steps=run["ig_steps"] or 1, progress=attribution_progress)
         job.report(w, "saving")
-        job.scored(res.graph.cfg.to_dict(), res.scores.detach().double().cpu().numpy(), res.warnings)
+        job.scored(res.graph.cfg.to_dict(), res.scores.detach().double().cpu().numpy(), res.warnings, len(ks))
 
         scores = res.scores.detach().cpu()
         ev = self.evaluator({**run, "cfg": res.graph.cfg.to_dict()})

@@ -20,7 +20,7 @@ import time
 import traceback
 from typing import Callable
 
-from .store import FINAL, INTERRUPTED, Store
+from .store import INTERRUPTED, Store
 
 log = logging.getLogger("edgewise.jobs")
 RETRIES_S = (0.1, 0.3, 1.0, 2.0, 4.0)  # waits between attempts at a store write that must not be lost
@@ -89,9 +89,10 @@ class Job:
             data["detail"] = detail
         self.q.hub.publish(self.id, "progress", data)
 
-    def scored(self, cfg: dict, scores, warnings: list[str]) -> None:
+    def scored(self, cfg: dict, scores, warnings: list[str], n_points: int = 0) -> None:
+        """The scores are stored (`scored`); n_points curve points will follow."""
         self.q.store.save_scores(self.id, cfg=cfg, scores=scores, warnings=warnings)
-        self.is_scored = True
+        self.is_scored, self.total_points = True, n_points
         self.q.hub.publish(self.id, "scored", self.q.store.get_run(self.id))
 
     def curve_point(self, point: dict, index: int, total: int) -> None:
@@ -200,8 +201,7 @@ class JobQueue:
             if self._stopping.is_set():  # the server is shutting down, nobody asked to cancel
                 self._end(run_id, "failed", INTERRUPTED.format("running"))
             elif job.is_scored:  # the scores stay; the curve stops where it is
-                note = (f"cancelled during the faithfulness curve: {len(job.points)} of {job.total_points or '?'} "
-                        "points computed")
+                note = f"cancelled during the faithfulness curve: {len(job.points)} of {job.total_points} points computed"
                 self._end(run_id, "done", None, warnings=self._warnings(run_id) + [note])
             else:
                 self._end(run_id, "cancelled", "cancelled by request")

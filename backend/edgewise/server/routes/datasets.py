@@ -1,14 +1,14 @@
 """Prompt-pair datasets: upload (multipart file or JSON), validated against the model's tokenizer."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ...data import PairsError, PromptPairs, parse_records
 from ..config import ModelNameError, resolve_model_name
-from ..deps import Context, api_error, get_ctx
+from ..deps import Context, Page, api_error, get_ctx, paging
 from ..schemas import Dataset, DatasetJSON, Error
 from ..store import InUse
 
@@ -102,10 +102,8 @@ def dataset_json(ds: dict, existing: bool = False) -> dict:
 
 @router.get("/datasets", response_model=list[Dataset],
             summary="stored datasets, newest first, without preview and warnings; X-Total-Count holds the total")
-def list_datasets(response: Response, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10**9),
-                  ctx: Context = Depends(get_ctx)) -> list[dict]:
-    datasets, total = ctx.store.list_datasets(limit, offset)
-    response.headers["X-Total-Count"] = str(total)
+def list_datasets(response: Response, page: Page = Depends(paging), ctx: Context = Depends(get_ctx)) -> list[dict]:
+    datasets = page.answer(response, ctx.store.list_datasets(page.limit, page.offset))
     return [dataset_json(d, existing=True) for d in datasets]
 
 

@@ -66,7 +66,7 @@ async def faithfulness(run_id: str, body: FaithfulnessRequest, ctx: Context = De
     later calls cost one patched forward pass per batch. While a run's curve computes, a request is
     served between two curve points. While an attribution holds the device: 503 at once, with
     Retry-After. A waiting request holds no server thread."""
-    run, view = scored_view(ctx, run_id, body.own)
+    run, view = await run_in_threadpool(scored_view, ctx, run_id, body.own)  # a first read ranks the scores
     mask = await run_in_threadpool(_mask, view, body)
     try:
         future = ctx.engine.submit_faithfulness(run, mask)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ...metrics import METRICS
-from ..deps import Context, api_error, get_ctx, get_run_or_404
+from ..deps import Context, Page, api_error, get_ctx, get_run_or_404, paging
 from ..schemas import CancelResult, Error, Run, RunCreate, RunPatch, RunSummary
 from ..store import ACTIVE, FINAL, InUse, QueueFull
 from .datasets import check_model
@@ -61,11 +61,8 @@ def check_metric(ctx: Context, model: str, metric: str, has_answers: bool) -> No
 
 @router.get("/runs", response_model=list[RunSummary],
             summary="runs, newest first, without cfg and meta; the X-Total-Count header holds the total")
-def list_runs(response: Response, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10**9),
-              ctx: Context = Depends(get_ctx)) -> list[dict]:
-    runs, total = ctx.store.list_runs(limit, offset)
-    response.headers["X-Total-Count"] = str(total)
-    return [ctx.jobs.overlay(r) for r in runs]
+def list_runs(response: Response, page: Page = Depends(paging), ctx: Context = Depends(get_ctx)) -> list[dict]:
+    return [ctx.jobs.overlay(r) for r in page.answer(response, ctx.store.list_runs(page.limit, page.offset))]
 
 
 @router.get("/runs/{run_id}", response_model=Run, responses=NOT_FOUND)
