@@ -125,7 +125,7 @@ def finished(c, dataset):
 def test_waits_for_the_device_hold_no_thread_and_health_answers_at_once(c, server, dataset, finished):
     """60 faithfulness requests while an attribution holds the device: each is refused at once with
     Retry-After (it used to hold a pool thread for 20 s each), and /api/health answers meanwhile."""
-    slow = run(c, dataset, **SLOW_ATTRIBUTION)
+    slow = run(c, dataset, **{**SLOW_ATTRIBUTION, "ig_steps": 16})  # ~6 s of attribution; cancelled below
     wait_for(c, slow["id"], lambda r: r["stage"] == "attribution" and r["progress"] > 0)
     url = f"{server[0]}/api/runs/{finished['id']}/faithfulness"
 

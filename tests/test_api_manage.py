@@ -293,3 +293,19 @@ def test_a_run_reports_model_loading_then_scores_then_each_curve_point(app, clie
     assert fractions == sorted(fractions) and fractions[-1] <= 1
     ks = ctx.engine.curve_ks(len(job.scores))
     assert job.points == [(i, len(ks), k) for i, k in enumerate(ks)] and job.n_points == len(ks)
+
+
+def test_concurrency_runs_several_jobs_at_once_sharing_the_device(tmp_path):
+    """EDGEWISE_CONCURRENCY=2: two runs are `running` together (the second waits for the device inside
+    its job, as runs on a cluster will not need to); both finish with the scores a lone run gets."""
+    with TestClient(create_app(settings(tmp_path, concurrency=2, curve_points=2))) as c:
+        ds = upload(c, tiny_records(6))
+        a = start_run(c, ds["id"], metric="test_slow", batch_size=1, method="eap-ig-inputs", ig_steps=2)
+        b = start_run(c, ds["id"], metric="test_slow", batch_size=1, method="eap-ig-inputs", ig_steps=2)
+        seen = 0
+        while seen < 2 and c.get(f"/api/runs/{b['id']}").json()["status"] != "done":
+            seen = max(seen, c.get("/api/health").json()["running"])
+        assert seen == 2
+        ra, rb = wait(c, a["id"]), wait(c, b["id"])
+        assert ra["status"] == rb["status"] == "done"
+        assert c.get(f"/api/runs/{a['id']}/edges").json() == c.get(f"/api/runs/{b['id']}/edges").json()

@@ -4,9 +4,11 @@ while the curve computes is served between two points; cancelling during the cur
 import threading
 
 import pytest
-from api_support import read_sse, settings, start_run, tiny_records, upload, wait
+import torch
+from api_support import make_model, read_sse, settings, start_run, tiny_records, upload, wait
 from fastapi.testclient import TestClient
 
+import edgewise as ew
 from edgewise.server import create_app
 
 # the test_slow metric sleeps 30 ms per call: each curve point costs 12 pairs × 30 ms ≈ 0.4 s
@@ -102,3 +104,25 @@ def test_cancel_before_the_scores_ends_cancelled_without_scores(client):
     end = wait(client, run["id"])
     assert end["status"] == "cancelled" and not end["scored"]
     assert client.get(f"/api/runs/{run['id']}/edges").status_code == 409
+
+
+def test_uncached_curve_goes_in_groups_and_equals_the_engine(tmp_path):
+    """Activations over EDGEWISE_ACTIVATION_CACHE_MB are not kept: the curve's points are computed four
+    groups at a time (one data pass each); the values equal ew.faithfulness_curve's."""
+    records = tiny_records(6)
+    with TestClient(create_app(settings(tmp_path, curve_points=8, activation_cache_mb=1e-6))) as c:
+        run = wait(c, start_run(c, upload(c, records)["id"])["id"])
+        assert not c.app.state.ctx.engine.cached_evaluator(run["id"]).cache
+        curve = c.get(f"/api/runs/{run['id']}/curve").json()
+        got = {e["name"]: e["score"] for e in c.get(f"/api/runs/{run['id']}/edges").json()["edges"]}
+        live = c.post(f"/api/runs/{run['id']}/faithfulness", json={"top_k": 4}).json()
+    model = make_model()
+    pairs = ew.PromptPairs.from_records(model, records)
+    graph = ew.Graph.from_model(model)
+    scores = torch.tensor([got[n] for n in graph.edge_names], dtype=torch.float64)
+    want = ew.faithfulness_curve(model, pairs, scores, ks=[p["k"] for p in curve["points"]], batch_size=4)
+    assert curve["complete"] and len(want) == len(curve["points"])
+    for p, q in zip(curve["points"], want):
+        assert p["k"] == q["k"] and p["metric_circuit"] == pytest.approx(q["metric_circuit"], abs=1e-5)
+    assert live["metric_circuit"] == pytest.approx(ew.evaluate(model, pairs, ew.Circuit.from_scores(
+        graph, scores, top_k=4), batch_size=4).metric_circuit, abs=1e-5)

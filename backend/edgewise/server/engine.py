@@ -144,12 +144,20 @@ class Engine:
 
         scores = res.scores.detach().cpu()
         ev = self.evaluator({**run, "cfg": res.graph.cfg.to_dict()})
-        for i, k in enumerate(ks):
-            keep = Circuit.from_scores(graph, scores, top_k=k).in_graph
-            with self.gpu.hold(f"faithfulness-curve point {i + 1}/{len(ks)} of run {run['id']}", short=True):
-                f = ev.faithfulness(keep, progress=lambda f: job.report(w + (1 - w) * (i + f) / len(ks),
-                                                                         "faithfulness curve"))
-            job.curve_point(curve_point(f, k, graph.n_edges), i, len(ks))
+        # cached activations: one point per hold (one patched pass per batch each). Uncached, every data
+        # pass re-runs the clean and ablated models, so points go in 4 groups, one pass each:
+        # 2·4 + n passes per batch instead of 3n (n = 24: 1.23× the cached cost rather than 2.8×)
+        group = 1 if ev.cache else math.ceil(len(ks) / 4)
+        for start in range(0, len(ks), group):
+            chunk = ks[start:start + group]
+            masks = [Circuit.from_scores(graph, scores, top_k=k).in_graph for k in chunk]
+            with self.gpu.hold(f"faithfulness-curve points {start + 1}–{start + len(chunk)} of {len(ks)} of run "
+                               f"{run['id']}", short=True):
+                values = ev.metrics(masks, progress=lambda f: job.report(
+                    w + (1 - w) * (start + f * len(chunk)) / len(ks), "faithfulness curve"))
+            for j, (k, value) in enumerate(zip(chunk, values)):
+                f = Faithfulness(ev.metric_clean, ev.metric_corrupted, value, k)
+                job.curve_point(curve_point(f, k, graph.n_edges), start + j, len(ks))
 
     def curve_ks(self, n_edges: int) -> list[int]:
         return log_spaced_ks(n_edges, self.settings.curve_points)
