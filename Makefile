@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # the page's libraries (cytoscape, plotly), served by the backend under /vendor/; again only when the lock changes
 $(NPM_STAMP): frontend/package.json frontend/package-lock.json
-	cd frontend && npm ci --no-audit --no-fund
+	cd frontend && npm ci --no-audit --no-fund --ignore-scripts
 	touch $(NPM_STAMP)
 
 # the browser tests drive Debian's chromium (never `playwright install`); installed only when missing

@@ -106,9 +106,9 @@ class JobQueue:
     """Runs `execute(run, job)` for queued run ids in `concurrency` worker threads."""
 
     def __init__(self, store: Store, hub: EventHub, execute: Callable[[dict, Job], None], concurrency: int = 1,
-                 min_interval_s: float = 0.1, on_end: Callable[[str], None] | None = None):
+                 min_interval_s: float = 0.1):
         self.store, self.hub, self.execute = store, hub, execute
-        self.concurrency, self.min_interval_s, self.on_end = max(1, concurrency), min_interval_s, on_end
+        self.concurrency, self.min_interval_s = max(1, concurrency), min_interval_s
         self._queue: queue.Queue = queue.Queue()
         self._cancel: set[str] = set()
         self._lock = threading.Lock()
@@ -141,9 +141,6 @@ class JobQueue:
         self.start()
         self._flush_final()
         self._queue.put(run_id)
-
-    def alive(self) -> int:
-        return sum(t.is_alive() for t in self._workers)
 
     def n_queued(self) -> int:
         """Run ids waiting for a worker (those cancelled while queued are skipped when reached)."""
@@ -234,8 +231,6 @@ class JobQueue:
                                                       curve_complete=curve_complete), f"record the end of run {run_id}")
         if ok:
             self.final.pop(run_id, None)
-        if self.on_end:
-            self.on_end(run_id)
 
     def _write(self, write: Callable[[], object], what: str) -> tuple[bool, object]:
         """A store write retried over ~7 s: (whether it succeeded, what it returned)."""
