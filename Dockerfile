@@ -4,11 +4,12 @@
 #   docker run -p 127.0.0.1:8000:8000 -v edgewise-data:/data edgewise
 # or `docker compose up` (docker-compose.yml: the data volume, and a GPU reservation to uncomment).
 
-# the page's vendor libraries (cytoscape, plotly.js-basic-dist-min), exactly as package-lock.json pins them
+# the page's vendor libraries (cytoscape, plotly.js-basic-dist-min, swagger-ui-dist for /docs), exactly as
+# package-lock.json pins them; no install scripts (swagger-ui-dist pulls @scarf/scarf, whose script phones home)
 FROM node:20-slim AS frontend
 WORKDIR /frontend
 COPY frontend/package.json frontend/package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 
 FROM python:3.11-slim
 # torch first and pinned; the index picks the build: .../whl/cpu (default) or a CUDA one (.../whl/cu128)
@@ -32,6 +33,7 @@ VOLUME /data
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s \
     CMD python -c "import socket; socket.create_connection(('127.0.0.1', 8000), 2)"
-# 0.0.0.0 inside the container; docker-compose.yml publishes it on 127.0.0.1 only. Set EDGEWISE_TOKEN
-# before publishing it anywhere else.
+# 0.0.0.0 inside the container; docker-compose.yml publishes it on 127.0.0.1 only, and without a token
+# only requests addressed to localhost/127.0.0.1 are answered. Set EDGEWISE_TOKEN before publishing it
+# anywhere else (or EDGEWISE_ALLOWED_HOSTS for another local name).
 CMD ["edgewise", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # the page's libraries (cytoscape, plotly), served by the backend under /vendor/; again only when the lock changes
 $(NPM_STAMP): frontend/package.json frontend/package-lock.json
-	cd frontend && npm ci --no-audit --no-fund
+	cd frontend && npm ci --no-audit --no-fund --ignore-scripts
 	touch $(NPM_STAMP)
 
 # the browser tests drive Debian's chromium (never `playwright install`); installed only when missing
@@ -40,6 +40,8 @@ test: setup $(CHROMIUM)
 bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_attribution.py
 	$(BIN)/python bench/bench_slider.py
+	$(BIN)/python bench/bench_time_to_graph.py
+	$(BIN)/python bench/bench_load.py --seconds 20
 
 # docs/results.md: every method and ACDC on every bundled task (about a minute on 2 CPU cores)
 results: $(STAMP)

@@ -1,9 +1,11 @@
 """Shared helpers of the API tests: a catalog of tiny random models, an app on a temp data dir."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +58,9 @@ def tiny_catalog(tasks_dir: Path) -> Catalog:
     pairs = tasks_dir / "tiny-task.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in tiny_records(8)))
 
-    def load(name, device):
+    def load(name, device, dtype=None, progress=None):
+        if progress:
+            progress(0.5, "weights")
         if name not in ("tiny", "tiny-attn"):
             raise ValueError(f"unknown model {name!r}")
         return make_model(name)
@@ -73,8 +77,11 @@ def tiny_catalog(tasks_dir: Path) -> Catalog:
 
 
 def settings(tmp: Path, **kw) -> Settings:
-    return Settings(data_dir=tmp / "data", catalog=tiny_catalog(tmp / "tasks"), device="cpu",
-                    frontend_dir=tmp / "frontend", **kw)
+    """Test settings: TestClient's Host ("testserver") is served like a local name."""
+    kw.setdefault("allowed_hosts", ("testserver",))
+    kw.setdefault("frontend_dir", tmp / "frontend")
+    kw.setdefault("device", "cpu")
+    return Settings(data_dir=tmp / "data", catalog=tiny_catalog(tmp / "tasks"), **kw)
 
 
 def upload(client, records=None, model="tiny") -> dict:
@@ -148,3 +155,28 @@ def wait_healthy(base: str, proc, timeout=60.0, headers=None) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"no answer from {base} in {timeout} s")
+
+
+@contextlib.contextmanager
+def real_server(tmp: Path, overrides: dict | None = None, log_level: str = "warning", stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL):
+    """A uvicorn process serving the tiny catalog (tests/api_server_main.py): yields (base URL, process)."""
+    port = free_port()
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "api_server_main.py"), str(port), str(tmp),
+           json.dumps(overrides or {}), log_level]
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {overrides['token']}"} if overrides and overrides.get("token") else None
+    try:
+        wait_healthy(base, proc, headers=headers)
+        yield base, proc
+    finally:
+        stop_process(proc)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process has ever had, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")

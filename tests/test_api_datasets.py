@@ -72,19 +72,19 @@ def bad_rows():
 
 
 @pytest.mark.parametrize("name, data, filename, row, field, words", [
-    ("malformed csv", b"clean,corrupted,answer,wrong_answer\n[1],[2],[3],[4],[5]\n", "p.csv", 1, None, "cells"),
-    ("malformed json", b'[{"clean": [1, 2], ', "p.json", None, None, "invalid JSON"),
-    ("malformed jsonl", b'{"clean": [1], "corrupted": [2]}\n{"clean": [1\n', "p.jsonl", 2, None, "invalid JSON"),
+    ("malformed csv", b"clean,corrupted,answer,wrong_answer\n[1],[2],[3],[4],[5]\n", "p.csv", 1, "file", "cells"),
+    ("malformed json", b'[{"clean": [1, 2], ', "p.json", None, "file", "invalid JSON"),
+    ("malformed jsonl", b'{"clean": [1], "corrupted": [2]}\n{"clean": [1\n', "p.jsonl", 2, "file", "invalid JSON"),
     ("wrong columns", b"prompt,other\n[1],[2]\n", "p.csv", 1, "clean", "missing"),
     ("missing column", b"clean,answer,wrong_answer\n\"[1, 2]\",[3],[4]\n", "p.csv", 1, "corrupted", "missing"),
-    ("non-utf8", b"clean,corrupted\n\xff\xfe[1],[2]\n", "p.csv", None, None, "UTF-8"),
-    ("empty file", b"", "p.csv", None, None, "empty"),
-    ("whitespace only", b"  \n\n ", "p.jsonl", None, None, "empty"),
+    ("non-utf8", b"clean,corrupted\n\xff\xfe[1],[2]\n", "p.csv", None, "file", "UTF-8"),
+    ("empty file", b"", "p.csv", None, "file", "empty"),
+    ("whitespace only", b"  \n\n ", "p.jsonl", None, "file", "empty"),
     ("token outside vocab", b'[{"clean": [1, 99], "corrupted": [1, 2], "answer": 1, "wrong_answer": 2}]', "p.json",
      1, "clean", "vocabulary"),
     ("text without tokenizer", b'[{"clean": "hello", "corrupted": "hullo", "answer": 1, "wrong_answer": 2}]',
      "p.json", 1, "clean", "no tokenizer"),
-    ("header only", b"clean,corrupted,answer,wrong_answer\n", "p.csv", None, None, "no prompt pairs"),
+    ("header only", b"clean,corrupted,answer,wrong_answer\n", "p.csv", None, "file", "no prompt pairs"),
 ])
 def test_bad_files_are_422_naming_the_problem(client, name, data, filename, row, field, words):
     r = multipart(client, data, filename)

@@ -72,7 +72,7 @@ def test_faithfulness_bad_requests(client, run):
     assert r.status_code == 422 and "before" in r.json()["detail"]["message"]
     for body in ({}, {"top_k": 3, "edges": []}):
         r = client.post(url, json=body)
-        assert r.status_code == 422 and "exactly one of top_k or edges" in r.json()["detail"]["message"]
+        assert r.status_code == 422 and "not both and not neither" in r.json()["detail"]["message"]
 
 
 def test_repeated_faithfulness_reuses_the_cached_activations(client, run):

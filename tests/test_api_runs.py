@@ -30,14 +30,22 @@ def events(client, run_id, **params):
 def test_run_answers_202_at_once_then_streams_progress_and_done(client):
     ds = upload(client)
     t0 = time.perf_counter()
-    run = start_run(client, ds["id"], method="eap-ig-inputs", ig_steps=3)
+    # test_slow (30 ms a metric call) keeps the run busy ~1.6 s, so the stream below joins while it works
+    run = start_run(client, ds["id"], method="eap-ig-inputs", ig_steps=3, metric="test_slow", batch_size=3)
     assert time.perf_counter() - t0 < 1.0 and run["status"] in ("queued", "running")
     evs = events(client, run["id"])
     names = [e for e, _ in evs]
-    assert names[-1] == "done" and set(names[:-1]) == {"progress"} and len(names) >= 3
+    assert names[-1] == "done" and set(names[:-1]) == {"progress", "scored", "curve"} and len(names) >= 3
+    # scores first: `scored` once, before every curve point, and the curve's points in order
+    assert names.count("scored") == 1 and names.index("scored") < names.index("curve")
+    curve = [d for e, d in evs if e == "curve"]
+    assert [c["index"] for c in curve] == list(range(curve[0]["total"])) and curve[-1]["k"] == evs[-1][1]["n_edges"]
+    assert evs[-1][1]["scored"] and evs[-1][1]["curve_complete"]
     fractions = [d["progress"] for e, d in evs if e == "progress"]
     assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
-    assert {"attribution", "faithfulness curve"} <= {d["stage"] for e, d in evs}
+    stages = [d["stage"] for e, d in evs if e == "progress"]
+    assert set(stages) <= {"starting", "loading model", "attribution", "saving", "faithfulness curve"}
+    assert "faithfulness curve" in stages and ("attribution" in stages or names.index("scored") == 1)
     done = evs[-1][1]
     assert done["status"] == "done" and done["progress"] == 1 and done["n_edges"] == ew.Graph.from_model(make_model()).n_edges
     # a client connecting after the end gets the final event alone

@@ -88,39 +88,178 @@ class Circuit:
 
     @classmethod
     def from_json(cls, text: str | bytes | dict) -> "Circuit":
-        """Read an edgewise or EAP-IG circuit; a ValueError names what is wrong."""
-        if isinstance(text, dict):
-            d = text
-        else:
-            try:
-                d = json.loads(text)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"circuit file is not valid JSON: {e}") from None
+        """Read an edgewise or EAP-IG circuit: the one validation layer for circuits from outside.
+        A `CircuitError` (a ValueError) names the field at fault. Bounds come from the largest real
+        models (LIMITS); `attn_only` absent means MLPs are present, as in EAP-IG; scores are finite
+        numbers, `in_graph` real booleans."""
+        d = _load(text)
         if not isinstance(d, dict):
-            raise ValueError("circuit JSON must be an object with cfg, nodes and edges")
-        missing = [k for k in ("cfg", "edges") if k not in d]
-        if missing:
-            raise ValueError(f"circuit JSON lacks {', '.join(repr(k) for k in missing)} (EAP-IG and edgewise files have cfg, nodes, edges)")
-        cfg = dict(d["cfg"])
-        if "attn_only" not in cfg:  # EAP-IG files: MLP nodes present unless the model has none
-            cfg["attn_only"] = not any(k.startswith("m") for k in d.get("nodes", {})) and \
-                not any("->m" in e or e.startswith("m") for e in d["edges"])
+            raise CircuitError(f"a circuit file must be an object with cfg, nodes and edges, got {_kind(d)}")
+        for key in ("cfg", "edges"):
+            if key not in d:
+                raise CircuitError(f"the file lacks {key!r} (EAP-IG and edgewise files have cfg, nodes, edges)", key)
+        graph = Graph(_read_cfg(d["cfg"]))
+        scores, in_graph = _read_edges(d["edges"], graph)
+        _check_nodes(d.get("nodes"), graph)
+        return cls(graph, in_graph, scores, **_read_meta(d))
+
+
+# ---------------------------------------------------------------- validation of circuit files
+LIMITS = {"n_layers": 128, "n_heads": 128, "d_model": 65_536, "n_edges": 2_000_000}
+# n_layers/n_heads: Llama-3.1-405B has 126 layers of 128 heads. n_edges: Llama-3.1-8B, the largest model
+# MIB scores, has 1,592,881 (GQA ungrouped); the limit keeps a graph's arrays to tens of MB.
+META_TEXT = ("model", "method", "metric", "ablation", "format")
+
+
+class CircuitError(ValueError):
+    """A circuit file that cannot be read; `field` is where (e.g. "cfg.n_layers", "edges")."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+def _kind(x) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(x), "a number" if isinstance(x, (int, float)) else type(x).__name__)
+
+
+def _refuse_constant(name: str):
+    raise CircuitError(f"{name} is not a JSON number (scores must be finite)")
+
+
+def _load(text):
+    if isinstance(text, dict):
+        return text
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except CircuitError:
+        raise
+    except RecursionError:
+        raise CircuitError("the JSON nests too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
+        raise CircuitError(f"not valid JSON: {e}") from None
+
+
+def _integer(v, field: str, low: int = 0, high: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+        bounds = f"from {low} to {high:,}" if high is not None else f"≥ {low}"
+        raise CircuitError(f"must be an integer {bounds}, got {json.dumps(v)[:40]}", field)
+    return v
+
+
+def _bool(x: dict, key: str, where: str, default=False) -> bool:
+    v = x.get(key, default)
+    if not isinstance(v, bool):
+        raise CircuitError(f"must be true or false, got {json.dumps(v)[:40]}", where)
+    return v
+
+
+def n_edges_of(n_layers: int, n_heads: int, attn_only: bool, parallel: bool) -> int:
+    """Graph(cfg).n_edges without building the graph: Σ over input slots of the sources before it."""
+    per_layer = n_heads + (0 if attn_only else 1)
+    total = 1 + n_layers * per_layer  # logits reads every source
+    for layer in range(n_layers):
+        first = 1 + layer * per_layer
+        total += 3 * n_heads * first + (0 if attn_only else first + (0 if parallel else n_heads))
+    return total
+
+
+def _read_cfg(cfg) -> GraphConfig:
+    if not isinstance(cfg, dict):
+        raise CircuitError(f"must be an object with n_layers and n_heads, got {_kind(cfg)}", "cfg")
+    L, H = (_integer(cfg.get(k), f"cfg.{k}", 1, LIMITS[k]) for k in ("n_layers", "n_heads"))
+    d_model = _integer(cfg.get("d_model", 0), "cfg.d_model", 0, LIMITS["d_model"])
+    parallel = _bool(cfg, "parallel_attn_mlp", "cfg.parallel_attn_mlp")
+    attn_only = _bool(cfg, "attn_only", "cfg.attn_only")  # absent: MLPs present (EAP-IG has no such key)
+    n = n_edges_of(L, H, attn_only, parallel)
+    if n > LIMITS["n_edges"]:
+        raise CircuitError(f"a {L}-layer, {H}-head graph has {n:,} edges; at most {LIMITS['n_edges']:,} are accepted "
+                           "(Llama-3.1-8B has 1,592,881)", "cfg")
+    return GraphConfig(L, H, d_model, parallel, attn_only)
+
+
+def _read_edges(edges, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores [n_edges] float64 in graph order, in_graph [n_sources, n_inputs]); edges absent score 0."""
+    if not isinstance(edges, dict):
+        raise CircuitError(f'must map edge names to {{"score", "in_graph"}}, got {_kind(edges)}', "edges")
+    dense = torch.zeros(graph.n_sources, graph.n_inputs, dtype=torch.float64)
+    in_graph = torch.zeros_like(graph.edge_mask)
+    rows, cols, values, kept = [], [], [], []
+    for name, info in edges.items():
         try:
-            graph = Graph(GraphConfig.from_model(cfg))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"circuit cfg is incomplete or invalid ({e}); needs n_layers and n_heads") from None
-        if not isinstance(d["edges"], dict):
-            raise ValueError('"edges" must map edge names to {"score", "in_graph"}')
-        scores = torch.zeros(graph.n_edges, dtype=torch.float64)
-        in_graph = torch.zeros_like(graph.edge_mask)
-        for name, info in d["edges"].items():
+            if not isinstance(name, str):
+                raise ValueError(f"edge names are strings, got {_kind(name)}")
             s, i = graph.edge_matrix_index(name)
-            if not isinstance(info, dict):
-                raise ValueError(f"edge {name!r}: expected an object with score and in_graph")
-            score = info.get("score", 0.0)
-            if not isinstance(score, (int, float)) or (isinstance(score, float) and math.isnan(score)):
-                raise ValueError(f"edge {name!r}: score must be a number, got {score!r}")
-            scores[graph.edge_position[name]] = float(score)
-            in_graph[s, i] = bool(info.get("in_graph", False))
-        meta = {k: d[k] for k in ("model", "method", "metric", "dataset", "selection", "faithfulness") if k in d}
-        return cls(graph, in_graph, scores, **meta)
+        except ValueError as e:
+            raise CircuitError(str(e), "edges") from None
+        if not isinstance(info, dict):
+            raise CircuitError(f"edge {name!r}: expected an object with score and in_graph, got {_kind(info)}", "edges")
+        score = info.get("score", 0.0)
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise CircuitError(f"edge {name!r}: score must be a finite number, got {json.dumps(score)[:40]}", "edges")
+        keep = info.get("in_graph", False)
+        if not isinstance(keep, bool):
+            raise CircuitError(f"edge {name!r}: in_graph must be true or false, got {json.dumps(keep)[:40]}", "edges")
+        rows.append(s)
+        cols.append(i)
+        values.append(float(score))
+        kept.append(keep)
+    if rows:
+        r, c = torch.tensor(rows), torch.tensor(cols)
+        dense[r, c] = torch.tensor(values, dtype=torch.float64)
+        in_graph[r, c] = torch.tensor(kept)
+    return dense[graph.edge_mask], in_graph  # row-major over the mask: graph edge order
+
+
+def _check_nodes(nodes, graph: Graph) -> None:
+    if nodes is None:
+        return
+    if not isinstance(nodes, dict):
+        raise CircuitError(f'must map node names to {{"in_graph"}}, got {_kind(nodes)}', "nodes")
+    known = set(graph.node_names)
+    for name, info in nodes.items():
+        if name not in known:
+            raise CircuitError(f"no node {name[:80]!r} in a {graph.cfg.n_layers}-layer, {graph.cfg.n_heads}-head "
+                               f"graph{' without MLPs' if graph.cfg.attn_only else ''}", "nodes")
+        if not isinstance(info, dict):
+            raise CircuitError(f"node {name!r}: expected an object with in_graph, got {_kind(info)}", "nodes")
+        if "in_graph" in info:
+            _bool(info, "in_graph", "nodes")
+
+
+def _text(v, field: str, limit: int = 500) -> str:
+    if not isinstance(v, str) or len(v) > limit or any(ord(c) < 32 for c in v):
+        raise CircuitError(f"must be a string of at most {limit} characters without control characters", field)
+    return v
+
+
+def _number(v, field: str, low: float | None = None, allow_null: bool = False):
+    if v is None and allow_null:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (low is not None and v < low):
+        raise CircuitError(f"must be a finite number{f' ≥ {low:g}' if low is not None else ''}, "
+                           f"got {json.dumps(v)[:40]}", field)
+    return v
+
+
+def _section(d: dict, key: str) -> dict | None:
+    v = d.get(key)
+    if v is not None and not isinstance(v, dict):
+        raise CircuitError(f"must be an object, got {_kind(v)}", key)
+    return v
+
+
+def _read_meta(d: dict) -> dict:
+    """model, method, metric, ablation, dataset, selection, faithfulness: checked, then kept."""
+    meta = {k: _text(d[k], k) for k in META_TEXT if k in d and d[k] is not None}
+    meta.pop("format", None)
+    checks = {"dataset": {"n_pairs": _integer, "sha256": lambda v, field: _text(v, field, 128)},
+              "selection": {"top_k": _integer, "min_abs_score": lambda v, field: _number(v, field, 0)}}
+    for key, fields in checks.items():
+        if (part := _section(d, key)) is not None:
+            meta[key] = {k: check(part[k], f"{key}.{k}") for k, check in fields.items() if part.get(k) is not None}
+    if (f := _section(d, "faithfulness")) is not None:
+        meta["faithfulness"] = {k: _number(f.get(k), f"faithfulness.{k}", allow_null=True)
+                                for k in ("metric_clean", "metric_corrupted", "metric_circuit", "normalized")}
+    return meta

@@ -82,16 +82,27 @@ def serve(args) -> int:
     import uvicorn
 
     from .server import Settings, create_app
+    from .server.config import LOCAL_HOSTS, SettingsError
+    from .server.store import StoreError
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        raise CLIError(str(e)) from None
     if args.data:
         settings.data_dir = Path(args.data)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+    if args.host not in LOCAL_HOSTS + ("0.0.0.0", "::"):  # the name this server is reached by
+        settings.allowed_hosts += (args.host.lower(),)
+    if args.host not in LOCAL_HOSTS and not settings.token:
         print(f"edgewise: warning: serving on {args.host} without EDGEWISE_TOKEN: anyone who can reach this port "
-              "can use the API", file=sys.stderr)
+              "can use the API (only requests addressed to localhost or EDGEWISE_ALLOWED_HOSTS are answered)",
+              file=sys.stderr)
+    try:
+        app = create_app(settings)
+    except StoreError as e:
+        raise CLIError(str(e)) from None
     print(f"edgewise: http://{args.host}:{args.port}/  (data: {settings.data_dir.resolve()})", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=3)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=3)
     return 0
 
 

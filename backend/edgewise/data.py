@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import torch
 
@@ -32,49 +34,87 @@ class PairsError(ValueError):
 
 
 # ---------------------------------------------------------------- parsing (no model needed)
-def parse_records(data: bytes | str, filename: str = "") -> list[dict]:
-    """Records from the bytes of a CSV, JSON or JSONL file; the format is taken from the name, else sniffed."""
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise PairsError(f"file is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
-    text = data.strip()
-    if not text:
+def parse_records(data: bytes | str | BinaryIO, filename: str = "", max_records: int | None = None) -> list[dict]:
+    """Records from a CSV, JSON or JSONL file: its bytes, its text, or a binary file object, which is
+    read as a stream (CSV and JSONL are never held whole in memory, and reading stops at record
+    max_records + 1). The format comes from the name, else from the first lines."""
+    lines = _lines(data)
+    head: list[str] = []  # up to the second non-blank line: enough to tell the format
+    for line in lines:
+        if head or line.strip():
+            head.append(line)
+            if sum(bool(h.strip()) for h in head) == 2:
+                break
+    nonblank = [h.lstrip() for h in head if h.strip()]
+    if not nonblank:
         raise PairsError("file is empty")
+    lines = itertools.chain(head, lines)
+    first = nonblank[0]
     ext = filename.lower().rsplit(".", 1)[-1] if "." in filename else ""
-    if ext == "csv" or (ext not in ("json", "jsonl") and text[0] not in "[{"):
-        return _parse_csv(text)
-    if ext == "jsonl" or (ext != "json" and text[0] == "{" and "\n{" in text):
-        return _parse_jsonl(text)
+    if ext == "csv" or (ext not in ("json", "jsonl") and first[0] not in "[{"):
+        return _capped(_parse_csv(lines), max_records)
+    if ext == "jsonl" or (ext != "json" and first[0] == "{" and nonblank[1:2] and nonblank[1].startswith("{")):
+        return _capped(_parse_jsonl(lines), max_records)
+    text = "".join(lines)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise PairsError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise PairsError("the JSON nests too deeply") from None
     return _records_from_json(obj)
 
 
-def _parse_csv(text: str) -> list[dict]:
+def _lines(data) -> Iterator[str]:
+    """Lines of UTF-8 text (a BOM dropped, line ends kept for the CSV reader)."""
+    if isinstance(data, str):
+        stream = io.StringIO(data, newline="")
+    else:
+        raw = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+        stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    lineno = 0
     try:
-        rows = list(csv.DictReader(io.StringIO(text)))
+        for lineno, line in enumerate(stream, 1):
+            yield line
+    except UnicodeDecodeError as e:
+        raise PairsError(f"file is not UTF-8 text (line {lineno + 1}: {e.reason})") from None
+    finally:
+        if isinstance(stream, io.TextIOWrapper):
+            stream.detach()  # the caller owns the file
+
+
+def _capped(records: Iterator, max_records: int | None) -> list:
+    out = []
+    for rec in records:
+        if max_records is not None and len(out) == max_records:
+            raise PairsError(f"more than {max_records} pairs; the limit is {max_records}", row=max_records + 1)
+        out.append(rec)
+    return out
+
+
+def _parse_csv(lines: Iterator[str]) -> Iterator[dict]:
+    i = 0
+    try:
+        for i, row in enumerate(csv.DictReader(lines), 1):
+            if None in row:  # more cells than header columns
+                raise PairsError(f"{len(row) - 1 + len(row[None])} cells, the header has {len(row) - 1} columns", row=i)
+            yield row
     except csv.Error as e:
-        raise PairsError(f"malformed CSV: {e}") from None
-    for i, row in enumerate(rows, 1):
-        if None in row:  # more cells than header columns
-            raise PairsError(f"{len(row) - 1 + len(row[None])} cells, the header has {len(row) - 1} columns", row=i)
-    return rows
+        raise PairsError(f"malformed CSV: {e}", row=i + 1) from None
 
 
-def _parse_jsonl(text: str) -> list[dict]:
-    records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+def _parse_jsonl(lines: Iterator[str]) -> Iterator:
+    row = 0
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        row += 1
         try:
-            records.append(json.loads(line))
+            yield json.loads(line)
         except json.JSONDecodeError as e:
-            raise PairsError(f"invalid JSON on line {lineno}, column {e.colno}: {e.msg}", row=len(records) + 1) from None
-    return records
+            raise PairsError(f"invalid JSON on line {lineno}, column {e.colno}: {e.msg}", row=row) from None
+        except RecursionError:
+            raise PairsError(f"line {lineno}: the JSON nests too deeply", row=row) from None
 
 
 def _records_from_json(obj) -> list[dict]:
@@ -178,13 +218,16 @@ class PromptPairs:
                     raise PairsError("missing", row=row, field="wrong_answer")
                 answer.append(tok.answer(rec["answer"], row, "answer"))
                 wrong.append(tok.answer(rec["wrong_answer"], row, "wrong_answer"))
+                if answer[-1] == wrong[-1]:
+                    warnings.append(f"row {row}: answer and wrong_answer are the same token ({answer[-1]}); "
+                                    "logit_diff and prob_diff are 0 for this pair")
             if c == x:
                 warnings.append(f"row {row}: clean and corrupted prompts are identical (this pair scores 0)")
             clean.append(c)
             corrupted.append(x)
             kept.append(rec)
         return cls(clean, corrupted, answer if has_answers else None, wrong if has_answers else None,
-                   warnings, kept)
+                   tok.warnings + warnings, kept)
 
     @classmethod
     def from_file(cls, model, path_or_data, filename: str | None = None, **kw) -> "PromptPairs":
@@ -249,6 +292,13 @@ class _Tokenizer:
         self.model = model
         self.d_vocab = model.cfg.d_vocab
         self.n_ctx = model.cfg.n_ctx
+        self.warnings: list[str] = []
+        tk = model.tokenizer
+        unk = getattr(tk, "unk_token_id", None)
+        # a word-level tokenizer maps unknown words to <unk>; byte-level BPE never does (GPT-2's "unk"
+        # is its BOS/EOS token, which prompts legitimately hold)
+        specials = {getattr(tk, a, None) for a in ("bos_token_id", "eos_token_id", "pad_token_id")}
+        self.unk = unk if unk is not None and unk not in specials else None
 
     def _ids(self, value, row: int, field: str, prepend_bos: bool) -> list[int]:
         if isinstance(value, bool):
@@ -268,12 +318,28 @@ class _Tokenizer:
             if self.model.tokenizer is None:
                 raise PairsError("this model has no tokenizer: give token ids (a list of integers)", row=row, field=field)
             ids = self.model.to_tokens(value, prepend_bos=prepend_bos, truncate=False)[0].tolist()
+            if self.unk is not None and self.unk in ids:
+                words = self.unknown_words(value)
+                if field in ("answer", "wrong_answer"):
+                    raise PairsError(f"{value!r} is not in the model's vocabulary (it would be <unk>)", row=row,
+                                     field=field)
+                self.warnings.append(f'row {row}, field "{field}": unknown word{"s" * (len(words) != 1)} '
+                                     f'{", ".join(repr(w) for w in words[:5])}{" …" * (len(words) > 5)} became <unk>')
         else:
             raise PairsError(f"expected text or a list of token ids, got {type(value).__name__}", row=row, field=field)
         bad = [t for t in ids if not 0 <= t < self.d_vocab]
         if bad:
             raise PairsError(f"token id {bad[0]} outside the vocabulary (0..{self.d_vocab - 1})", row=row, field=field)
         return ids
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The pieces of `text` the tokenizer maps to <unk> (by its offsets, when it gives them)."""
+        tk = self.model.tokenizer
+        try:
+            enc = tk(text, add_special_tokens=False, return_offsets_mapping=True)
+            return [text[a:b] for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if t == self.unk]
+        except (NotImplementedError, KeyError, TypeError, ValueError):
+            return ["?"]
 
     def prompt(self, value, row: int, field: str) -> list[int]:
         ids = self._ids(value, row, field, prepend_bos=bool(self.model.cfg.default_prepend_bos))

@@ -149,7 +149,7 @@ def wait_view(page, run_id: str | None = None):
     cond = "window.__edgewise && window.__edgewise.ready && window.__edgewise.cy.edges().length > 0"
     if run_id:
         cond += f" && window.__edgewise.runId === {json.dumps(run_id)}"
-    page.wait_for_function(cond, timeout=90_000)
+    page.wait_for_function(f"() => {cond}", timeout=90_000)
 
 
 def check_view(page, server) -> list[str]:

@@ -80,7 +80,7 @@ def test_compare_two_runs(page, server, runs):
     page.goto(f"{server}/?run={a}&k=40")
     wait_view(page, a)
     page.get_by_label("Compare with").select_option(b)
-    page.wait_for_function("window.__edgewise.compare !== null")
+    page.wait_for_function("() => window.__edgewise.compare !== null")
     assert f"cmp={b}" in page.url
     for position in (None, "446"):  # k = 40, then the slider at about 12 edges
         if position:
@@ -88,7 +88,7 @@ def test_compare_two_runs(page, server, runs):
         k = page.evaluate("window.__edgewise.k")
         ta, tb = top_names(server, a, k), top_names(server, b, k)
         want = {"a": len(ta - tb), "both": len(ta & tb), "b": len(tb - ta)}
-        page.wait_for_function(f"document.querySelector('[data-count=both]').textContent === '{want['both']}'")
+        page.wait_for_function(f"() => document.querySelector('[data-count=both]').textContent === '{want['both']}'")
         got = {key: int(page.locator(f"[data-count={key}]").inner_text()) for key in want}
         assert got == want, f"k={k}"
         cls = page.evaluate("(() => { const c = {}; window.__edgewise.cy.edges().forEach(e => { c[e.data('cls')] = (c[e.data('cls')] || 0) + 1; }); return c; })()")
@@ -105,7 +105,7 @@ def test_compare_two_runs(page, server, runs):
     # the link keeps the comparison
     page2 = page.context.new_page()
     page2.goto(page.url)
-    page2.wait_for_function("window.__edgewise && window.__edgewise.compare !== null")
+    page2.wait_for_function("() => window.__edgewise && window.__edgewise.compare !== null")
     expect(page2.get_by_label("Compare with")).to_have_value(b)
     page2.close()
 
@@ -120,7 +120,7 @@ def test_known_circuit_overlay_and_selection_rules(page, server):
     run = finished_run(server, task.model, task_records(server, "toy-induction", N_PAIRS), method="eap", metric="logit_diff")
     page.goto(f"{server}/?run={run['id']}&k=10")
     wait_view(page, run["id"])
-    page.wait_for_function("window.__edgewise.truth && window.__edgewise.truth.auc !== null")
+    page.wait_for_function("() => window.__edgewise.truth && window.__edgewise.truth.auc !== null")
     scores = all_scores(server, run["id"])
     names = list(scores)
     _, _, auc = roc_auc(torch.tensor([scores[n] for n in names]), torch.tensor([n in truth for n in names]))
@@ -204,7 +204,7 @@ def test_hover_find_keyboard_and_picture_export(page, server, runs):
     expect(page.locator("#faithfulness")).to_have_text(re.compile(r"^-?\d+\.\d{3}$"))  # the picture states it
     svg_before = page.evaluate("window.__edgewise.svg()")
     page.mouse.move(*node_screen_pos(page, node))
-    page.wait_for_function(f"{cy}.edges('.hl').length > 0")
+    page.wait_for_function(f"() => {cy}.edges('.hl').length > 0")
     mine = set(page.evaluate(f"{cy}.getElementById('{node}').connectedEdges().map(e => e.id())"))
     assert set(page.evaluate(f"{cy}.edges('.hl').map(e => e.id())")) == mine
     assert set(page.evaluate(f"{cy}.edges('.dim').map(e => e.id())")) == names - mine
@@ -216,7 +216,7 @@ def test_hover_find_keyboard_and_picture_export(page, server, runs):
     w, h = map(int, re.search(r'width="(\d+)" height="(\d+)"', svg_before).groups())
     assert png_size(Path(dl.value.path()).read_bytes()) == (2 * w, 2 * h)
     page.mouse.move(5, 5)
-    page.wait_for_function(f"{cy}.edges('.hl, .dim').length === 0")
+    page.wait_for_function(f"() => {cy}.edges('.hl, .dim').length === 0")
 
     # Export SVG: valid XML, exactly the drawn edges, the legend and the run's metadata
     with page.expect_download() as dl:

@@ -1,24 +1,30 @@
 """The web app's bridge to the engine: cached models, the run job, cached circuit evaluators.
 
-Every pass through a model holds `device_lock`: TransformerLens hooks and hook flags live on the
-model object, so two threads must never drive it at once (and a device runs one model's passes).
+A run job has two phases. Attribution holds the device once, start to end; its scores are stored and
+published (`scored`) at once, so the graph can be drawn. Then the faithfulness curve is computed one
+point at a time, each point a short hold of the device, so interactive faithfulness requests are
+served between points rather than after the curve.
 """
 from __future__ import annotations
 
+import inspect
+import math
 import threading
+import time
 from collections import OrderedDict
+from typing import Callable
 
 import torch
 
 from ..attribution import attribute
-from ..evaluate import CircuitEvaluator, faithfulness_curve, log_spaced_ks
+from ..circuit import Circuit
+from ..evaluate import CircuitEvaluator, Faithfulness, log_spaced_ks
 from ..graph import Graph
 from .config import Catalog, Settings
+from .device import Device
 from .store import Store
 
-
-class Busy(RuntimeError):
-    """The device is held by a run for longer than the caller wants to wait."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Unavailable(RuntimeError):
@@ -44,8 +50,17 @@ class LRU(OrderedDict):
         return None
 
 
+def call_loader(load: Callable, name: str, device: str, dtype: torch.dtype | None, progress) -> object:
+    """catalog.load_model(name, device, dtype=, progress=), passing only what the loader accepts."""
+    params = inspect.signature(load).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kw = {k: v for k, v in (("dtype", dtype), ("progress", progress))
+          if v is not None and (takes_all or k in params)}
+    return load(name, device, **kw)
+
+
 class ModelCache:
-    """Loaded models by name, least recently used evicted; loading one name happens once."""
+    """Loaded models by (name, dtype), least recently used evicted; loading one key happens once."""
 
     def __init__(self, catalog: Catalog, device: str, size: int):
         self.catalog, self.device = catalog, device
@@ -53,21 +68,39 @@ class ModelCache:
         self._lock = threading.Lock()
         self.loads = 0  # how many times a model was actually loaded (tests check caching)
 
-    def get(self, name: str):
+    def get(self, name: str, dtype: str = "float32", progress=None):
         with self._lock:
-            model = self._models.hit(name)
+            model = self._models.hit((name, dtype))
             if model is None:
-                model = self._models.put(name, self.catalog.load_model(name, self.device))
+                model = call_loader(self.catalog.load_model, name, self.device, DTYPES[dtype], progress)
+                self._models.put((name, dtype), model)
                 self.loads += 1
             return model
+
+    def cached(self, name: str, dtype: str = "float32") -> bool:
+        with self._lock:
+            return (name, dtype) in self._models
 
 
 def stage_weights(method: str, n_edges: int, ig_steps: int, n_source_hooks: int, n_ks: int) -> float:
     """Share of a run's time spent attributing (the rest is the faithfulness curve), from forward-pass
-    counts per batch: a backward pass costs about two forwards."""
+    counts per batch: a backward pass costs about two forwards; the curve's first point also runs the
+    clean and ablated passes."""
     attribution = {"eap": 3, "clean-corrupted": 7, "eap-ig-inputs": 2 + 3 * ig_steps,
                    "eap-ig-activations": 2 + 3 * ig_steps * n_source_hooks, "exact": 2 + n_edges}.get(method, 3)
-    return attribution / (attribution + 3 + n_ks)
+    return attribution / (attribution + 2 + n_ks)
+
+
+def cache_bytes(model, pairs, batch_size: int) -> int:
+    """What a caching CircuitEvaluator keeps: per batch the ablated sources [n_sources, B, P, d_model]
+    and the clean logits [B, P, d_vocab], P the batch's longest prompt (pairs are batched by length)."""
+    cfg = model.cfg
+    n_sources = Graph.from_model(model).n_sources
+    lengths = sorted(len(c) for c in pairs.clean)
+    padded = sum(lengths[min(i + batch_size, len(lengths)) - 1] * (min(i + batch_size, len(lengths)) - i)
+                 for i in range(0, len(lengths), batch_size))
+    itemsize = torch.empty(0, dtype=cfg.dtype).element_size()
+    return padded * (n_sources * cfg.d_model + cfg.d_vocab) * itemsize
 
 
 class Engine:
@@ -75,67 +108,121 @@ class Engine:
         self.settings, self.store = settings, store
         self.device = settings.resolved_device()
         self.models = ModelCache(catalog, self.device, settings.model_cache_size)
-        self.device_lock = threading.Lock()
+        self.gpu = Device(self.device, max_waiting=settings.max_waiting)
         self._evaluators = LRU(settings.evaluator_cache_size)
         self._eval_lock = threading.Lock()
 
     # ------------------------------------------------------------ the run job
-    def execute(self, run: dict, report) -> None:
-        """Load the model, attribute with progress, compute the faithfulness curve, store both."""
-        report(0.0, "loading model")
-        model = self.models.get(run["model"])
-        pairs = self.store.load_pairs(run["dataset_id"])
+    def execute(self, run: dict, job) -> None:
+        """Load the model, attribute (then `job.scored`), compute the curve point by point (`job.curve_point`).
+        `job.report(fraction, stage, detail=None)` records progress and raises once the run is cancelled."""
+        job.report(0.0, "loading model")
+        loading = not self.models.cached(run["model"], run["dtype"] or "float32")
+        model = self.models.get(run["model"], run["dtype"] or "float32",
+                                progress=(lambda f, detail=None: job.report(0.0, "loading model", detail))
+                                if loading else None)
+        pairs = self.store.load_pairs(run["dataset_id"], with_warnings=False)  # the upload showed them
         graph = Graph.from_model(model)
-        ks = log_spaced_ks(graph.n_edges, self.settings.curve_points)
-        w = stage_weights(run["method"], graph.n_edges, run["ig_steps"], len(graph.source_hooks()), len(ks))
-        with self.device_lock:
+        ks = self.curve_ks(graph.n_edges)
+        w = stage_weights(run["method"], graph.n_edges, run["ig_steps"] or 1, len(graph.source_hooks()), len(ks))
+        t0 = time.monotonic()
+        done = [0.0]
+
+        def attribution_progress(f: float) -> None:
+            done[0] = f
+            job.report(w * f, "attribution")
+
+        def eta() -> float | None:  # seconds of attribution left, from its pace so far
+            f = done[0]
+            return (time.monotonic() - t0) * (1 - f) / f if f > 0.02 else None
+
+        with self.gpu.hold(f"the attribution of run {run['id']}", eta=eta):
             res = attribute(model, pairs, method=run["method"], metric=run["metric"], batch_size=run["batch_size"],
-                            ablation=run["ablation"], ig_steps=run["ig_steps"],
-                            progress=lambda f: report(w * f, "attribution"))
-            scores = res.scores.detach().double().cpu()
-            curve = faithfulness_curve(model, pairs, scores, metric=run["metric"], ablation=run["ablation"], ks=ks,
-                                       batch_size=run["batch_size"],
-                                       progress=lambda f: report(w + (1 - w) * f, "faithfulness curve"))
-        report(1.0, "saving")
-        self.store.save_result(run["id"], cfg=res.graph.cfg.to_dict(), scores=scores.numpy(), curve=curve,
-                               warnings=res.warnings)
+                            ablation=run["ablation"], ig_steps=run["ig_steps"] or 1, progress=attribution_progress)
+        job.report(w, "saving")
+        job.scored(res.graph.cfg.to_dict(), res.scores.detach().double().cpu().numpy(), res.warnings, len(ks))
+
+        scores = res.scores.detach().cpu()
+        ev = self.evaluator({**run, "cfg": res.graph.cfg.to_dict()})
+        # cached activations: one point per hold (one patched pass per batch each). Uncached, every data
+        # pass re-runs the clean and ablated models, so points go in 4 groups, one pass each:
+        # 2·4 + n passes per batch instead of 3n (n = 24: 1.23× the cached cost rather than 2.8×)
+        group = 1 if ev.cache else math.ceil(len(ks) / 4)
+        for start in range(0, len(ks), group):
+            chunk = ks[start:start + group]
+            masks = [Circuit.from_scores(graph, scores, top_k=k).in_graph for k in chunk]
+            with self.gpu.hold(f"faithfulness-curve points {start + 1}–{start + len(chunk)} of {len(ks)} of run "
+                               f"{run['id']}", short=True):
+                values = ev.metrics(masks, progress=lambda f: job.report(
+                    w + (1 - w) * (start + f * len(chunk)) / len(ks), "faithfulness curve"))
+            for j, (k, value) in enumerate(zip(chunk, values)):
+                f = Faithfulness(ev.metric_clean, ev.metric_corrupted, value, k)
+                job.curve_point(curve_point(f, k, graph.n_edges), start + j, len(ks))
+
+    def curve_ks(self, n_edges: int) -> list[int]:
+        return log_spaced_ks(n_edges, self.settings.curve_points)
 
     # ------------------------------------------------------------ faithfulness of a kept edge set
     def evaluator(self, run: dict) -> CircuitEvaluator:
-        """The cached CircuitEvaluator of a run (its clean and ablated activations are kept)."""
+        """The run's cached CircuitEvaluator. It keeps the clean and ablated activations when they fit
+        EDGEWISE_ACTIVATION_CACHE_MB (then each circuit costs one patched pass per batch), else
+        recomputes them per circuit (three passes per batch, memory flat in the number of pairs)."""
         if not run.get("model") or not run.get("dataset_id") or not run.get("metric"):
             raise Unavailable(f"run {run['id']} ({run['method']}) has no model, dataset and metric to evaluate "
                               "circuits with; import the circuit with ?model=…&dataset_id=… to enable faithfulness")
         with self._eval_lock:
             ev = self._evaluators.hit(run["id"])
-            if ev is None:
-                try:
-                    model = self.models.get(run["model"])
-                except (ValueError, RuntimeError, OSError) as e:
-                    raise Unavailable(f"model {run['model']!r} of run {run['id']} cannot be loaded here: {e}") from None
-                cfg = run.get("cfg") or {}
-                g = Graph.from_model(model)
-                if cfg and (cfg["n_layers"], cfg["n_heads"]) != (g.cfg.n_layers, g.cfg.n_heads):
-                    raise Unavailable(f"run {run['id']} has a {cfg['n_layers']}-layer {cfg['n_heads']}-head graph; "
-                                      f"model {run['model']!r} has {g.cfg.n_layers} layers, {g.cfg.n_heads} heads")
-                pairs = self.store.load_pairs(run["dataset_id"])
-                ev = self._evaluators.put(run["id"], CircuitEvaluator(
-                    model, pairs, run["metric"], run.get("ablation") or "resample", run.get("batch_size") or 16,
-                    cache=True))
-            return ev
+            if ev is not None:
+                return ev
+            try:
+                model = self.models.get(run["model"], run.get("dtype") or "float32")
+            except (ValueError, RuntimeError, OSError) as e:
+                raise Unavailable(f"model {run['model']!r} of run {run['id']} cannot be loaded here: {e}") from None
+            cfg = run.get("cfg") or {}
+            g = Graph.from_model(model)
+            if cfg and (cfg["n_layers"], cfg["n_heads"]) != (g.cfg.n_layers, g.cfg.n_heads):
+                raise Unavailable(f"run {run['id']} has a {cfg['n_layers']}-layer {cfg['n_heads']}-head graph; "
+                                  f"model {run['model']!r} has {g.cfg.n_layers} layers, {g.cfg.n_heads} heads")
+            try:
+                pairs = self.store.load_pairs(run["dataset_id"], with_warnings=False)
+            except KeyError:
+                raise Unavailable(f"the dataset of run {run['id']} was deleted; its scores remain, but circuits "
+                                  "can no longer be evaluated") from None
+            batch_size = run.get("batch_size") or 16
+            cache = cache_bytes(model, pairs, batch_size) <= self.settings.activation_cache_mb * 2**20
+            return self._evaluators.put(run["id"], CircuitEvaluator(
+                model, pairs, run["metric"], run.get("ablation") or "resample", batch_size, cache=cache))
 
     def cached_evaluator(self, run_id: str) -> CircuitEvaluator | None:
         with self._eval_lock:
             return self._evaluators.get(run_id)
 
-    def faithfulness(self, run: dict, keep: torch.Tensor, timeout: float | None = None) -> dict:
-        """Faithfulness of the kept-edge mask [n_sources, n_inputs]; Busy if the device stays held."""
-        ev = self.evaluator(run)
-        timeout = self.settings.busy_timeout_s if timeout is None else timeout
-        if not self.device_lock.acquire(timeout=timeout):
-            raise Busy(f"the device is busy with another run; try again in a moment (waited {timeout:g} s)")
-        try:
-            return ev.faithfulness(keep).to_dict()
-        finally:
-            self.device_lock.release()
+    def forget(self, run_ids) -> None:
+        """Drop cached evaluators (a run or its dataset was deleted)."""
+        with self._eval_lock:
+            for run_id in run_ids:
+                self._evaluators.pop(run_id, None)
 
+    def submit_faithfulness(self, run: dict, keep: torch.Tensor):
+        """A Future of the faithfulness dict of kept-edge mask [n_sources, n_inputs], computed on the
+        device between units of run jobs. DeviceBusy (at once) when the device cannot take it."""
+        def compute() -> dict:
+            t0 = time.perf_counter()
+            out = self.evaluator(run).faithfulness(keep).to_dict()
+            return {**out, "seconds": time.perf_counter() - t0}
+
+        return self.gpu.submit(compute, f"a faithfulness request on run {run['id']}")
+
+    def faithfulness_if_free(self, run: dict, keep: torch.Tensor) -> dict | None:
+        """The faithfulness, only if the run's activations are cached and the device is free now."""
+        ev = self.cached_evaluator(run["id"])
+        if ev is None:
+            return None
+        with self.gpu.hold_if_free(f"a circuit download of run {run['id']}") as taken:
+            return ev.faithfulness(keep).to_dict() if taken else None
+
+
+def curve_point(f: Faithfulness, k: int, n_edges: int) -> dict:
+    d = f.to_dict()
+    d = {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in d.items()}
+    return {"k": k, "fraction": k / n_edges if n_edges else 0.0, **d}

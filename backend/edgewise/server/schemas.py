@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..activations import ABLATIONS
 from ..attribution import METHODS
@@ -11,6 +11,19 @@ from ..attribution import METHODS
 Method = Literal[METHODS]  # type: ignore[valid-type]
 Ablation = Literal[ABLATIONS]  # type: ignore[valid-type]
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
+DType = Literal["float32", "bfloat16", "float16"]
+
+
+class Strict(BaseModel):
+    """A request body: exact types (`true` is not 1, "no" is not a bool) and no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def no_control_chars(value: str | None) -> str | None:
+    if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not hold control characters (e.g. NUL or a line break)")
+    return value
 
 
 class ErrorDetail(BaseModel):
@@ -30,6 +43,10 @@ class Health(BaseModel):
     version: str
     device: str
     auth: bool = Field(description="whether /api calls need a bearer token")
+    dtypes: list[str] = Field(description="weight dtypes a run may ask for here (half precisions on cuda only)")
+    ray: dict | None = Field(None, description="the Ray cluster, when runs are sharded over one")
+    queued: int = Field(0, description="runs waiting in the queue")
+    running: int = Field(0, description="runs computing now")
 
 
 class ModelInfo(BaseModel):
@@ -57,12 +74,14 @@ class TaskInfo(BaseModel):
     description: str = ""
 
 
-class DatasetJSON(BaseModel):
+class DatasetJSON(Strict):
     """Prompt pairs as JSON (the multipart alternative: a `file` plus a `model` form field)."""
 
-    model: str
+    model: str = Field(max_length=500)
     pairs: list[Any] = Field(description='records {"clean", "corrupted", "answer", "wrong_answer"}')
-    filename: str = ""
+    filename: str = Field("", max_length=500)
+
+    _plain = field_validator("model", "filename")(no_control_chars)
 
 
 class Dataset(BaseModel):
@@ -72,42 +91,63 @@ class Dataset(BaseModel):
     sha256: str = Field(description="hash of the tokenized pairs (the circuit JSON's dataset.sha256)")
     filename: str | None = None
     has_answers: bool
-    preview: list[dict] = Field(description="the first records, as parsed")
-    warnings: list[str]
+    preview: list[dict] | None = Field(None, description="the first records, as parsed (not in listings)")
+    warnings: list[str] | None = Field(None, description="per row and field (not in listings)")
     existing: bool = Field(False, description="true when the same pairs were uploaded before (same id)")
     created_at: float
 
 
-class RunCreate(BaseModel):
-    model: str
-    dataset_id: str
+class RunCreate(Strict):
+    model: str = Field(max_length=500)
+    dataset_id: str = Field(max_length=100)
     method: Method = "eap"
-    metric: str = "logit_diff"
+    metric: str = Field("logit_diff", max_length=100)
     ablation: Ablation = "resample"
     batch_size: int = Field(16, ge=1, le=4096)
     ig_steps: int = Field(5, ge=1, le=200, description="integration steps of the eap-ig methods")
+    dtype: DType = Field("float32", description="weight dtype; bfloat16 and float16 only on a cuda device")
+    name: str | None = Field(None, max_length=200, description="a label for the run")
+
+    _plain = field_validator("model", "dataset_id", "metric", "name")(no_control_chars)
 
 
-class Run(BaseModel):
+class RunPatch(Strict):
+    name: str | None = Field(max_length=200, description="a label for the run; null clears it")
+
+    _plain = field_validator("name")(no_control_chars)
+
+
+class RunSummary(BaseModel):
+    """A run as listed: everything but the bulky cfg and meta."""
+
     id: str
+    name: str | None = None
     model: str | None
     dataset_id: str | None
+    n_pairs: int | None = None
+    dataset_name: str | None = None
     method: str
     metric: str | None
     ablation: str | None
     batch_size: int | None
     ig_steps: int | None
+    dtype: str | None = "float32"
     status: Status
     progress: float = Field(description="0 to 1")
     stage: str | None = Field(None, description="what a running job is doing")
+    scored: bool = Field(False, description="scores stored: /edges, /circuit and /faithfulness answer")
+    curve_complete: bool = Field(False, description="every faithfulness-curve point is stored")
     error: str | None = None
     warnings: list[str] = Field(default_factory=list)
-    n_edges: int | None = Field(None, description="scored edges, once done")
-    cfg: dict | None = Field(None, description="graph config: n_layers, n_heads, d_model, parallel_attn_mlp, attn_only")
-    meta: dict = Field(default_factory=dict, description="imported circuits: source selection, faithfulness, dataset")
+    n_edges: int | None = Field(None, description="scored edges, once scored")
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
+
+
+class Run(RunSummary):
+    cfg: dict | None = Field(None, description="graph config: n_layers, n_heads, d_model, parallel_attn_mlp, attn_only")
+    meta: dict = Field(default_factory=dict, description="imported circuits: source selection, faithfulness, dataset")
 
 
 class Edge(BaseModel):
@@ -123,14 +163,17 @@ class Edges(BaseModel):
     edges: list[Edge] = Field(description="sorted by |score|, largest first")
 
 
-class FaithfulnessRequest(BaseModel):
+class FaithfulnessRequest(Strict):
     top_k: int | None = Field(None, ge=0)
-    edges: list[str] | None = None
+    min_abs_score: float | None = Field(None, ge=0, allow_inf_nan=False)
+    own: bool = Field(False, description="an imported circuit's own in_graph edges")
+    edges: list[str] | None = Field(None, max_length=2_000_000)
 
     @model_validator(mode="after")
     def one_of(self):
-        if (self.top_k is None) == (self.edges is None):
-            raise ValueError("give exactly one of top_k or edges")
+        chose = self.top_k is not None or self.min_abs_score is not None or self.own
+        if chose == (self.edges is not None):
+            raise ValueError("give edges, or a selection (top_k, min_abs_score, own), not both and not neither")
         return self
 
 
@@ -145,10 +188,11 @@ class FaithfulnessResult(BaseModel):
 
 class CurvePoint(BaseModel):
     k: int
+    fraction: float | None = None
     n_edges: int
-    metric_clean: float
-    metric_corrupted: float
-    metric_circuit: float
+    metric_clean: float | None
+    metric_corrupted: float | None
+    metric_circuit: float | None
     normalized: float | None
 
 
@@ -156,7 +200,8 @@ class Curve(BaseModel):
     id: str
     metric: str | None
     n_edges_total: int | None
-    points: list[CurvePoint] = Field(description="faithfulness of the top-k circuit for log-spaced k")
+    complete: bool = Field(description="false while the run still computes points (or was cancelled mid-curve)")
+    points: list[CurvePoint] = Field(description="faithfulness of the top-k circuit, sorted by k, those computed so far")
 
 
 class CancelResult(BaseModel):

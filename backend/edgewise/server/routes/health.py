@@ -1,4 +1,4 @@
-"""GET /api/health."""
+"""GET /api/health: answers at once whatever runs (it touches neither the device nor a worker)."""
 from fastapi import APIRouter, Depends
 
 from ... import __version__
@@ -8,6 +8,8 @@ from ..schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Health, summary="status, version, device")
-def health(ctx: Context = Depends(get_ctx)) -> Health:
-    return Health(version=__version__, device=ctx.engine.device, auth=bool(ctx.settings.token))
+@router.get("/health", response_model=Health, summary="status, version, device, dtypes")
+async def health(ctx: Context = Depends(get_ctx)) -> Health:
+    ctx.jobs.start()  # replaces a dead worker, should one ever die
+    return Health(version=__version__, device=ctx.engine.device, auth=bool(ctx.settings.token),
+                  dtypes=ctx.settings.dtypes(), ray=None, queued=ctx.jobs.n_queued(), running=len(ctx.jobs.running))

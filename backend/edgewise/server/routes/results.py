@@ -1,116 +1,147 @@
-"""A finished run's results: ranked edges, faithfulness of a kept edge set, the curve, circuit JSON."""
+"""A scored run's results: ranked edges, faithfulness of a kept edge set, the curve, circuit JSON.
+
+They answer from the moment a run is `scored` (its scores stored), while its curve is still computed.
+"""
 from __future__ import annotations
 
-import time
+import asyncio
+import math
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
 
 from ..deps import Context, api_error, get_ctx, get_run_or_404
-from ..engine import Busy, Unavailable
+from ..device import DeviceBusy
+from ..engine import Unavailable
 from ..schemas import Curve, Edges, Error, FaithfulnessRequest, FaithfulnessResult
-from ..views import RunScores
+from ..views import CHUNK, RunScores
 
 router = APIRouter(tags=["runs"])
-NOT_DONE = {404: {"model": Error}, 409: {"model": Error}}
+NOT_SCORED = {404: {"model": Error}, 409: {"model": Error}}
+KEYS = ("metric_clean", "metric_corrupted", "metric_circuit", "normalized")
 
 
-def done_scores(ctx: Context, run_id: str) -> tuple[dict, RunScores]:
+def scored_view(ctx: Context, run_id: str, own: bool = False) -> tuple[dict, RunScores]:
     run = get_run_or_404(ctx, run_id)
-    if run["status"] != "done":
-        why = f": {run['error']}" if run.get("error") else ""
-        raise api_error(409, f"run {run_id} is {run['status']}{why}; results exist once it is done")
-    view = ctx.views.get(run)
+    view = ctx.views.get(run) if run["scored"] else None
     if view is None:
-        raise api_error(409, f"run {run_id} is done but has no stored scores")
+        why = f": {run['error']}" if run.get("error") else ""
+        raise api_error(409, f"run {run_id} is {run['status']}{why}; results exist once it is scored", field="run_id")
+    if own and view.in_graph is None:
+        raise api_error(422, f"own: run {run_id} is not an imported circuit (it has no in_graph edges of its own)",
+                        field="own")
     return run, view
 
 
-@router.get("/runs/{run_id}/edges", response_model=Edges, responses=NOT_DONE,
-            summary="edges ranked by |score|; top_k and/or min_abs_score select a prefix")
-def edges(run_id: str, top_k: int | None = Query(None, ge=0), min_abs_score: float | None = Query(None, ge=0),
-          ctx: Context = Depends(get_ctx)) -> Response:
-    _, view = done_scores(ctx, run_id)
-    picked = view.select(top_k, min_abs_score)
-    # serialized here: 32k edge dicts through the response model would cost several times more
-    body = f'{{"n_edges_total":{len(view.scores)},"edges":{view.edges_json(picked)}}}'
-    return Response(body, media_type="application/json")
+def selection(top_k: int | None = Query(None, ge=0, le=2**31), min_abs_score: float | None = Query(None, ge=0),
+              own: bool = Query(False, description="an imported circuit's own in_graph edges")) -> dict:
+    if min_abs_score is not None and math.isnan(min_abs_score):
+        raise api_error(422, "min_abs_score: must be a number", field="min_abs_score")
+    return {"top_k": top_k, "min_abs_score": min_abs_score, "own": own}
+
+
+@router.get("/runs/{run_id}/edges", response_model=Edges, responses=NOT_SCORED,
+            summary="edges ranked by |score|; top_k, min_abs_score and own select them")
+def edges(run_id: str, sel: dict = Depends(selection), ctx: Context = Depends(get_ctx)) -> Response:
+    _, view = scored_view(ctx, run_id, sel["own"])
+    picked = view.select(**sel)
+    head = f'{{"n_edges_total":{len(view.scores)},"edges":['
+    if len(picked) <= CHUNK:  # serialized here: edge dicts through the response model cost several times more
+        return Response(head + "".join(view.edge_chunks(picked)) + "]}", media_type="application/json")
+    return StreamingResponse(_wrap(head, view.edge_chunks(picked), "]}"), media_type="application/json")
+
+
+def _wrap(head: str, chunks, tail: str):
+    yield head
+    yield from chunks
+    yield tail
 
 
 @router.post("/runs/{run_id}/faithfulness", response_model=FaithfulnessResult,
-             summary="faithfulness of the top-k circuit or of a given edge set",
-             responses={**NOT_DONE, 422: {"model": Error}, 503: {"model": Error}})
-def faithfulness(run_id: str, body: FaithfulnessRequest, ctx: Context = Depends(get_ctx)) -> dict:
-    """The first call on a run computes and caches its clean and ablated activations; later calls
-    cost one patched forward pass per batch."""
-    run, view = done_scores(ctx, run_id)
+             summary="faithfulness of a selection (top_k / min_abs_score / own) or of a given edge set",
+             responses={**NOT_SCORED, 422: {"model": Error}, 503: {"model": Error}})
+async def faithfulness(run_id: str, body: FaithfulnessRequest, ctx: Context = Depends(get_ctx)) -> dict:
+    """The first call on a run computes (and, when they fit, keeps) its clean and ablated activations;
+    later calls cost one patched forward pass per batch. While a run's curve computes, a request is
+    served between two curve points. While an attribution holds the device: 503 at once, with
+    Retry-After. A waiting request holds no server thread."""
+    run, view = await run_in_threadpool(scored_view, ctx, run_id, body.own)  # a first read ranks the scores
+    mask = await run_in_threadpool(_mask, view, body)
+    try:
+        future = ctx.engine.submit_faithfulness(run, mask)
+    except DeviceBusy as e:
+        raise api_error(503, str(e), field="device", headers={"Retry-After": str(e.retry_after)}) from None
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), ctx.settings.busy_timeout_s)
+    except asyncio.TimeoutError:
+        raise api_error(503, f"the device stayed busy for {ctx.settings.busy_timeout_s:g} s; try again",
+                        field="device", headers={"Retry-After": "5"}) from None
+    except Unavailable as e:
+        raise api_error(409, str(e), field="run_id") from None
+
+
+def _mask(view: RunScores, body: FaithfulnessRequest):
     if body.edges is not None:
         try:
-            mask = view.graph.mask_from_edges(body.edges)
+            return view.graph.mask_from_edges(body.edges)
         except ValueError as e:
             raise api_error(422, str(e), field="edges") from None
-    else:
-        mask = view.keep_mask(view.select(top_k=body.top_k))
-    t0 = time.perf_counter()
-    try:
-        result = ctx.engine.faithfulness(run, mask)
-    except Unavailable as e:
-        raise api_error(409, str(e)) from None
-    except Busy as e:
-        raise api_error(503, str(e), headers={"Retry-After": "5"}) from None
-    return {**result, "seconds": time.perf_counter() - t0}
+    return view.keep_mask(view.select(body.top_k, body.min_abs_score, body.own))
 
 
-@router.get("/runs/{run_id}/curve", response_model=Curve, responses=NOT_DONE,
-            summary="faithfulness vs number of edges, computed with the run")
+@router.get("/runs/{run_id}/curve", response_model=Curve, responses=NOT_SCORED,
+            summary="faithfulness vs number of edges: the points computed so far, and whether that is all")
 def curve(run_id: str, ctx: Context = Depends(get_ctx)) -> dict:
-    run, view = done_scores(ctx, run_id)
-    points = ctx.store.get_curve(run_id) or []
-    return {"id": run_id, "metric": run["metric"], "n_edges_total": len(view.scores), "points": points}
+    run, view = scored_view(ctx, run_id)
+    points = sorted(ctx.store.get_curve(run_id), key=lambda p: p["k"])
+    return {"id": run_id, "metric": run["metric"], "n_edges_total": len(view.scores),
+            "complete": run["curve_complete"], "points": points}
 
 
 @router.get("/runs/{run_id}/circuit", summary="circuit JSON download (edgewise.circuit/v1, EAP-IG compatible)",
-            responses={200: {"content": {"application/json": {}}}, **NOT_DONE})
-def circuit(run_id: str, top_k: int | None = Query(None, ge=0), min_abs_score: float | None = Query(None, ge=0),
-            ctx: Context = Depends(get_ctx)) -> Response:
+            responses={200: {"content": {"application/json": {}}}, **NOT_SCORED})
+def circuit(run_id: str, sel: dict = Depends(selection), ctx: Context = Depends(get_ctx)) -> Response:
     """Exactly the selected edges are `in_graph: true`. No selection: an imported circuit's own
     selection, else every edge. Faithfulness is included when cheap: a curve point at that k, or a
-    run whose activations are already cached by /faithfulness."""
-    run, view = done_scores(ctx, run_id)
-    own = top_k is None and min_abs_score is None and view.in_graph is not None
-    if own:
-        picked = view.order[view.in_graph[view.order]]
-        selection = run["meta"].get("selection") or {}
-    else:
-        picked = view.select(top_k, min_abs_score)
-        selection = {k: v for k, v in (("top_k", None if top_k is None else len(picked)),
-                                        ("min_abs_score", min_abs_score)) if v is not None}
-    mask = view.keep_mask(picked)
+    run whose activations are cached and a free device."""
+    run, view = scored_view(ctx, run_id, sel["own"])
+    imported = view.in_graph is not None
+    own = imported and (sel["own"] or (sel["top_k"] is None and sel["min_abs_score"] is None))
+    picked = view.select(sel["top_k"], sel["min_abs_score"], own)
+    as_filed = own and sel["top_k"] is None and sel["min_abs_score"] is None  # the imported file's own selection
     meta = run["meta"]
+    if as_filed:
+        chosen = meta.get("selection") or {}
+    else:
+        chosen = {k: v for k, v in (("top_k", None if sel["top_k"] is None else len(picked)),
+                                    ("min_abs_score", sel["min_abs_score"]), ("own", own or None)) if v is not None}
     dataset = meta.get("dataset") or {}
     if run.get("dataset_id") and (ds := ctx.store.get_dataset(run["dataset_id"])):
         dataset = {"n_pairs": ds["n_pairs"], "sha256": ds["sha256"]}
-    c = view.circuit(mask, model=run["model"] or meta.get("model"),
-                     method=meta.get("method") if run["method"] == "imported" else run["method"],
-                     metric=run["metric"], ablation=run["ablation"], dataset=dataset, selection=selection,
-                     faithfulness=cheap_faithfulness(ctx, run, len(picked), mask, own))
-    name = f"circuit-{run_id}" + (f"-top{len(picked)}" if top_k is not None else "") + ".json"
-    return Response(c.to_json(), media_type="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    method = meta.get("method") if run["method"] == "imported" else run["method"]
+    faith = meta.get("faithfulness") if as_filed else None
+    info = {"model": run["model"] or meta.get("model"), "method": method, "metric": run["metric"],
+            "ablation": run["ablation"], "dataset": dataset, "selection": chosen,
+            "faithfulness": faith or cheap_faithfulness(ctx, run, view, picked, prefix=not own)}
+    name = f"circuit-{run_id}" + (f"-top{len(picked)}" if sel["top_k"] is not None else "") + ".json"
+    return StreamingResponse(view.circuit_chunks(picked, info), media_type="application/json",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def cheap_faithfulness(ctx: Context, run: dict, k: int, mask, own: bool) -> dict | None:
-    keys = ("metric_clean", "metric_corrupted", "metric_circuit", "normalized")
-    if own and run["meta"].get("faithfulness"):  # an imported file's own selection, with its own numbers
-        return run["meta"]["faithfulness"]
-    if not own:  # every other selection is a prefix of the ranking: the curve may hold its k
-        for p in ctx.store.get_curve(run["id"]) or []:
-            if p["k"] == k:
-                return {key: p[key] for key in keys}
-    if ctx.engine.cached_evaluator(run["id"]) is not None:
-        try:
-            f = ctx.engine.faithfulness(run, mask, timeout=1.0)
-            return {key: f[key] for key in keys}
-        except (Busy, Unavailable):
-            return None
-    return None
+def cheap_faithfulness(ctx: Context, run: dict, view: RunScores, picked, prefix: bool) -> dict | None:
+    """A curve point at this k (when the selection is a prefix of the ranking), or a live evaluation
+    if the run's activations are cached and the device is free right now; else None."""
+    if prefix:
+        for p in ctx.store.get_curve(run["id"]):
+            if p["k"] == len(picked):
+                return _finite({key: p[key] for key in KEYS})
+    try:
+        f = ctx.engine.faithfulness_if_free(run, view.keep_mask(picked))
+    except Unavailable:
+        return None
+    return _finite({key: f[key] for key in KEYS}) if f else None
+
+
+def _finite(d: dict) -> dict:
+    return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in d.items()}

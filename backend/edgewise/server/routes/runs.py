@@ -1,26 +1,30 @@
-"""Runs: queue an attribution (202 at once), read its status, stream its progress (SSE), cancel it."""
+"""Runs: queue an attribution (202 at once), list, read, rename, delete, cancel, stream its events (SSE)."""
 from __future__ import annotations
 
 import asyncio
 import json
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ...metrics import METRICS
-from ..deps import Context, api_error, get_ctx, get_run_or_404
-from ..schemas import CancelResult, Error, Run, RunCreate
-from ..store import FINAL
+from ..deps import Context, Page, api_error, get_ctx, get_run_or_404, paging
+from ..schemas import CancelResult, Error, Run, RunCreate, RunPatch, RunSummary
+from ..store import ACTIVE, FINAL, InUse, QueueFull
 from .datasets import check_model
 
 router = APIRouter(tags=["runs"])
 KEEPALIVE_S = 15.0
+NOT_FOUND = {404: {"model": Error}}
 
 
 @router.post("/runs", status_code=202, response_model=Run, summary="queue an attribution run",
-             responses={400: {"model": Error}, 422: {"model": Error}})
+             responses={400: {"model": Error}, 422: {"model": Error}, 429: {"model": Error}})
 def create_run(body: RunCreate, ctx: Context = Depends(get_ctx)) -> dict:
     model = check_model(ctx, body.model)
+    if body.dtype not in ctx.settings.dtypes():
+        raise api_error(422, f"dtype {body.dtype!r} needs a cuda device; this server computes on "
+                        f"{ctx.engine.device} (choose from {', '.join(ctx.settings.dtypes())})", field="dtype")
     ds = ctx.store.get_dataset(body.dataset_id)
     if ds is None:
         raise api_error(422, f"no dataset {body.dataset_id!r}; upload pairs with POST /api/datasets first",
@@ -29,8 +33,15 @@ def create_run(body: RunCreate, ctx: Context = Depends(get_ctx)) -> dict:
         raise api_error(422, f"dataset {ds['id']} was tokenized for model {ds['model']!r}, not {model!r}; "
                         "upload it again for this model", field="dataset_id")
     check_metric(ctx, model, body.metric, ds["has_answers"])
-    run = ctx.store.create_run(model=model, dataset_id=ds["id"], method=body.method, metric=body.metric,
-                               ablation=body.ablation, batch_size=body.batch_size, ig_steps=body.ig_steps)
+    try:
+        run = ctx.store.create_run(model=model, dataset_id=ds["id"], method=body.method, metric=body.metric,
+                                   ablation=body.ablation, batch_size=body.batch_size, ig_steps=body.ig_steps,
+                                   dtype=body.dtype, name=body.name, max_queued=ctx.settings.max_queued)
+    except QueueFull as e:
+        raise api_error(429, f"{e}; try again when a run has finished", field="queue",
+                        headers={"Retry-After": "10"}) from None
+    except KeyError:
+        raise api_error(422, f"dataset {body.dataset_id!r} was deleted", field="dataset_id") from None
     ctx.jobs.submit(run["id"])
     return run
 
@@ -48,22 +59,47 @@ def check_metric(ctx: Context, model: str, metric: str, has_answers: bool) -> No
                         "none (use kl, or a task metric)", field="metric")
 
 
-@router.get("/runs", response_model=list[Run], summary="runs, newest first")
-def list_runs(limit: int = Query(100, ge=1, le=1000), ctx: Context = Depends(get_ctx)) -> list[dict]:
-    return ctx.store.list_runs(limit)
+@router.get("/runs", response_model=list[RunSummary],
+            summary="runs, newest first, without cfg and meta; the X-Total-Count header holds the total")
+def list_runs(response: Response, page: Page = Depends(paging), ctx: Context = Depends(get_ctx)) -> list[dict]:
+    return [ctx.jobs.overlay(r) for r in page.answer(response, ctx.store.list_runs(page.limit, page.offset))]
 
 
-@router.get("/runs/{run_id}", response_model=Run, responses={404: {"model": Error}})
+@router.get("/runs/{run_id}", response_model=Run, responses=NOT_FOUND)
 def get_run(run_id: str, ctx: Context = Depends(get_ctx)) -> dict:
     return get_run_or_404(ctx, run_id)
 
 
+@router.patch("/runs/{run_id}", response_model=Run, summary="rename a run (null clears the name)",
+              responses={**NOT_FOUND, 422: {"model": Error}})
+def rename_run(run_id: str, body: RunPatch, ctx: Context = Depends(get_ctx)) -> dict:
+    get_run_or_404(ctx, run_id)
+    ctx.store.rename_run(run_id, (body.name.strip() or None) if body.name is not None else None)
+    return get_run_or_404(ctx, run_id)
+
+
+@router.delete("/runs/{run_id}", status_code=204, summary="delete a finished run and its scores",
+               responses={**NOT_FOUND, 409: {"model": Error}})
+def delete_run(run_id: str, ctx: Context = Depends(get_ctx)) -> Response:
+    run = get_run_or_404(ctx, run_id)
+    if run["status"] in ACTIVE:
+        raise api_error(409, f"run {run_id} is {run['status']}; cancel it first", field="run_id")
+    try:
+        ctx.store.delete_run(run_id)
+    except InUse as e:
+        raise api_error(409, f"run {run_id} is {e}; cancel it first", field="run_id") from None
+    ctx.views.forget(run_id)
+    ctx.engine.forget([run_id])
+    ctx.jobs.final.pop(run_id, None)
+    return Response(status_code=204)
+
+
 @router.post("/runs/{run_id}/cancel", response_model=CancelResult, summary="cancel a queued or running run",
-             responses={404: {"model": Error}, 409: {"model": Error}})
+             responses={**NOT_FOUND, 409: {"model": Error}})
 def cancel_run(run_id: str, ctx: Context = Depends(get_ctx)) -> dict:
     run = get_run_or_404(ctx, run_id)
     if run["status"] in FINAL:
-        raise api_error(409, f"run {run_id} is already {run['status']}")
+        raise api_error(409, f"run {run_id} is already {run['status']}", field="run_id")
     return {"id": run_id, "status": ctx.jobs.cancel(run_id)}
 
 
@@ -75,16 +111,17 @@ def progress_data(run: dict) -> dict:
     return {"id": run["id"], "status": run["status"], "progress": run["progress"], "stage": run["stage"]}
 
 
-@router.get("/runs/{run_id}/events", summary="server-sent events: progress, then done | failed | cancelled",
-            response_class=StreamingResponse,
+@router.get("/runs/{run_id}/events", response_class=StreamingResponse,
+            summary="server-sent events: progress, scored, curve points, then done | failed | cancelled",
             responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": Error}})
 async def run_events(run_id: str, request: Request, ctx: Context = Depends(get_ctx)) -> StreamingResponse:
-    """`event: progress` with {id, status, progress, stage}; the last event is `done`, `failed` or
-    `cancelled` with the run. A client that connects after the end gets that final event at once.
-    EventSource cannot send headers: pass the token as ?token= when EDGEWISE_TOKEN is set."""
+    """A late client first gets `progress`, then `scored` (if scored) and every curve point so far, then
+    the live events; a finished run sends its final event alone. EventSource cannot send headers: with
+    EDGEWISE_TOKEN set, pass ?token= (accepted on this GET only)."""
     get_run_or_404(ctx, run_id)
     queue = ctx.hub.subscribe(run_id)
-    run = ctx.store.get_run(run_id)  # read after subscribing, so no event falls between the two
+    run = get_run_or_404(ctx, run_id)  # read after subscribing, so no event falls between the two
+    points = ctx.store.get_curve(run_id) if run["scored"] and run["status"] not in FINAL else []
 
     async def stream():
         try:
@@ -92,6 +129,13 @@ async def run_events(run_id: str, request: Request, ctx: Context = Depends(get_c
                 yield sse(run["status"], run)
                 return
             yield sse("progress", progress_data(run))
+            scored = run["scored"]
+            if scored:
+                yield sse("scored", run)
+            total = len(ctx.engine.curve_ks(run["n_edges"] or 0))
+            for i, p in enumerate(points):
+                yield sse("curve", {**p, "index": i, "total": total})
+            sent = len(points)
             while True:
                 try:
                     event, data = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
@@ -100,6 +144,10 @@ async def run_events(run_id: str, request: Request, ctx: Context = Depends(get_c
                         return
                     yield ": keep-alive\n\n"
                     continue
+                if (event == "scored" and scored) or (event == "curve" and data["index"] < sent):
+                    continue  # already sent from the store
+                scored = scored or event == "scored"
+                sent += event == "curve"
                 yield sse(event, data)
                 if event in FINAL:
                     return

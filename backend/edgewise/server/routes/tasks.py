@@ -27,7 +27,8 @@ def list_tasks(ctx: Context = Depends(get_ctx)) -> list[dict]:
             responses={200: {"content": {"text/csv": {}, "application/jsonl": {}}}, 404: {"model": Error}})
 def task_pairs(name: str, format: Literal["csv", "jsonl"] = Query("jsonl"), ctx: Context = Depends(get_ctx)):
     if name not in {t["name"] for t in ctx.catalog.list_tasks()}:  # never a path: only listed names
-        raise api_error(404, f"no task {name!r}; tasks: {', '.join(t['name'] for t in ctx.catalog.list_tasks())}")
+        raise api_error(404, f"no task {name!r}; tasks: {', '.join(t['name'] for t in ctx.catalog.list_tasks())}",
+                        field="name")
     text = ctx.catalog.task_pairs_path(name).read_text(encoding="utf-8")
     headers = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
     if format == "jsonl":
