@@ -170,7 +170,7 @@ def test_a_checkpoint_through_the_web_api(tmp_path, llama_dir):
 
     shutil.copytree(llama_dir, tmp_path / "models" / "tiny-llama")
     settings = Settings(data_dir=tmp_path / "data", device="cpu", model_dirs=(tmp_path / "models",),
-                        frontend_dir=tmp_path / "frontend", curve_points=3)
+                        frontend_dir=tmp_path / "frontend", curve_points=3, allowed_hosts=("testserver",))
     with TestClient(create_app(settings)) as client:
         listed = [m for m in client.get("/api/models").json() if m["source"] == "local"]
         assert [m["name"] for m in listed] == [str((tmp_path / "models" / "tiny-llama").resolve())]
