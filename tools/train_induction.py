@@ -67,19 +67,21 @@ def train(steps: int = 6000, batch_size: int = 64, lr: float = 2e-3, n_heads: in
 
 
 def make_pairs(n: int = 100, seg_len: int = 8, prefix: int = 5, seed: int = 1) -> list[dict]:
-    """clean = BOS, A, A[:prefix]: the last token A[prefix-1] occurred before, so the answer is
-    A[prefix], the token that followed it. corrupted = the same with that earlier occurrence
-    replaced by a fresh token: the previous-token head now reports the fresh token before A[prefix],
-    so the induction head's key no longer matches, while every token it could copy is unchanged —
-    the pair isolates the K-composition path. wrong_answer: a token in neither prompt."""
+    """clean = BOS, A, A[:prefix]: the last token A[prefix-1] occurred before, followed by A[prefix],
+    the answer. corrupted = the same tokens with A[prefix-1]'s earlier occurrence swapped with A[j]
+    (j < prefix-2), so there it is followed by A[j+1], the wrong_answer. Both prompts hold the same
+    tokens and end in the same token; only which token followed the current one earlier differs —
+    the one thing induction (previous-token head → induction head key) reads. The logit diff
+    flips sign between the prompts: clean ≈ +12, corrupted ≈ −18."""
     g = torch.Generator().manual_seed(seed)
     records = []
     for _ in range(n):
-        perm = (torch.randperm(V - 1, generator=g) + 1).tolist()
-        a, fresh, other = perm[:seg_len], perm[seg_len], perm[seg_len + 1]
-        first = a[: prefix - 1] + [fresh] + a[prefix:]
+        a = (torch.randperm(V - 1, generator=g) + 1)[:seg_len].tolist()
+        j = int(torch.randint(0, prefix - 2, (1,), generator=g))
+        first = list(a)
+        first[j], first[prefix - 1] = a[prefix - 1], a[j]
         records.append({"clean": [BOS, *a, *a[:prefix]], "corrupted": [BOS, *first, *a[:prefix]],
-                        "answer": a[prefix], "wrong_answer": other})
+                        "answer": a[prefix], "wrong_answer": a[j + 1]})
     return records
 
 
@@ -126,28 +128,47 @@ def main() -> None:
     else:
         model = train(args.steps, n_heads=args.heads, weight_decay=args.weight_decay)
     prev, ind = head_scores(model)
-    p, i = int(prev.argmax()), int(ind.argmax())
     records = make_pairs()
     acc, ld = evaluate(model, records)
     print(f"prev-token scores (layer 0): {prev.tolist()}; induction scores (layer 1): {ind.tolist()}")
     print(f"toy-induction: accuracy {acc:.3f}, mean logit diff {ld:.3f} on {len(records)} pairs "
           f"({time.time() - t0:.0f} s)")
-    circuit = [f"input->a0.h{p}<q>", f"input->a0.h{p}<k>", f"input->a0.h{p}<v>", f"a0.h{p}->a1.h{i}<k>",
-               f"input->a1.h{i}<q>", f"input->a1.h{i}<v>", f"a1.h{i}->logits"]
     if not args.reuse:
         save_model(model, args.name, "tools/train_induction.py")
+    circuit, evidence = role_circuit(model, records, prev, ind)
     save_task(args.name, records, {
         "metric": "logit_diff",
         "description": "induction: after BOS A A[:5] (A: 8 distinct random tokens) predict A[5]; the corrupted "
-                       "prompt replaces the earlier occurrence of the last token by a fresh token",
+                       "prompt moves the earlier occurrence of the last token before another token of A "
+                       "(same tokens, another successor: the wrong answer)",
         "circuit": circuit,
-        "circuit_source": (f"expected by construction: previous-token head a0.h{p} feeds induction head a1.h{i} "
-                           "through its key (K-composition); the query and value read the current tokens, the "
-                           "head writes the answer. Previous-token scores of layer 0: "
+        "circuit_source": ("heads by attention pattern (previous-token score ≥ 0.3 in layer 0, induction score ≥ 0.3 "
+                           "in layer 1), edges the pairs change: the token the previous-token head copies, its "
+                           "K-composition into each induction head, their writes. Previous-token scores of layer 0: "
                            f"{[round(x, 2) for x in prev.tolist()]}; induction scores of layer 1: "
                            f"{[round(x, 2) for x in ind.tolist()]}"),
-        "key_edge": f"a0.h{p}->a1.h{i}<k>",
-        "accuracy": round(acc, 4), "mean_logit_diff": round(ld, 4)})
+        **evidence, "accuracy": round(acc, 4), "mean_logit_diff": round(ld, 4)})
+
+
+def role_circuit(model, records, prev, ind, threshold: float = 0.3) -> tuple[list[str], dict]:
+    """The induction circuit from attention scores, and how it measures up with edgewise:
+    faithfulness, and the rank of the key edge (strongest previous-token → induction key) per method."""
+    import edgewise as ew
+
+    prevs = [h for h in range(len(prev)) if prev[h] >= threshold]
+    inds = [h for h in range(len(ind)) if ind[h] >= threshold]
+    circuit = ([f"input->a0.h{p}<v>" for p in prevs] + [f"a0.h{p}->a1.h{i}<k>" for p in prevs for i in inds]
+               + [f"a1.h{i}->logits" for i in inds])
+    key = f"a0.h{int(prev.argmax())}->a1.h{int(ind.argmax())}<k>"
+    pairs = ew.PromptPairs.from_records(model, records)
+    ranks = {}
+    for method in ("exact", "eap", "eap-ig-inputs"):
+        res = ew.attribute(model, pairs, method=method, metric="logit_diff")
+        ranks[method] = [res.edges[k] for k in res.ranking().tolist()].index(key) + 1
+    faith = ew.evaluate(model, pairs, circuit, metric="logit_diff")
+    print(f"circuit {circuit}: faithfulness {faith.normalized:.3f}; key edge {key} ranks {ranks}")
+    return circuit, {"key_edge": key, "key_edge_rank": ranks, "faithfulness": round(faith.normalized, 3),
+                     "mean_logit_diff_corrupted": round(faith.metric_corrupted, 4)}
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""Train `toy-ioi`: a small transformer (LayerNorm, GELU MLPs) on templated indirect-object sentences.
+"""Train `toy-ioi`: a 4-layer transformer on indirect-object sentences, and write its ABC prompt pairs.
 
-    .venv/bin/python tools/train_ioi.py        # seeded, CPU, a few minutes
+    .venv/bin/python tools/train_ioi.py            # seeded, CPU, one thread, a few minutes
 
-"When Mary and John went to the store, John gave a drink to" → " Mary". Names come in both orders
-(ABBA and BABA) across seven templates. The tokenizer is word-level (HF `tokenizers` WordLevel,
-whitespace + punctuation split, no BOS), saved beside the weights. Prompt pairs: the corrupted
-prompt replaces the repeated name (S2) by a third name (the IOI paper's ABC distribution);
-answer = the indirect object, wrong_answer = the subject.
+Data (tools/ioi_data.py): fourteen IOI templates in both name orders (ABBA, BABA), 40 names, LM loss
+on every token plus the indirect-object token; a share of scrambled sequences where only the repeated
+token says which name is the subject. Prompt pairs: 200 held-out sentences (100 per order), each
+corrupted by the ABC distribution (all three names replaced). The role analysis and the shipped
+circuit come from tools/ioi_roles.py, run after this script.
 """
 from __future__ import annotations
 
@@ -15,62 +15,25 @@ import random
 import time
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
 from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformers import PreTrainedTokenizerFast
 
+import ioi_data as D
 from zoo_io import ZOO, save_model, save_task
 
 SEED = 0
-NAMES = ["Mary", "John", "Alice", "Bob", "Kate", "Tom", "Sarah", "James", "Emma", "David", "Laura", "Mark",
-         "Anna", "Paul", "Lisa", "Peter", "Rose", "Jack", "Claire", "Sam", "Julia", "Max", "Grace", "Leo"]
-PLACES = ["store", "park", "school", "office", "garden", "station", "beach", "market"]
-OBJECTS = ["drink", "book", "ball", "letter", "gift", "key", "flower", "bag"]
-TEMPLATES = [
-    "When {A} and {B} went to the {P}, {S} gave a {O} to",
-    "When {A} and {B} got a {O} at the {P}, {S} decided to give it to",
-    "Then, {A} and {B} went to the {P}. {S} gave a {O} to",
-    "Then, {A} and {B} had a long argument, and afterwards {S} said to",
-    "After {A} and {B} went to the {P}, {S} gave a {O} to",
-    "While {A} and {B} were working at the {P}, {S} gave a {O} to",
-    "Friends {A} and {B} found a {O} at the {P}. {S} gave it to",
-]
-SPECIAL = ["<pad>", "<unk>", "<eos>"]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    words = []
-    for t in TEMPLATES:
-        words += t.replace(",", " , ").replace(".", " . ").split()
-    words = [w for w in words if not w.startswith("{")] + NAMES + PLACES + OBJECTS
-    vocab = {w: i for i, w in enumerate(SPECIAL + sorted(set(words)))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # words and punctuation; " Mary" → ["Mary"]
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
-
-
-def sample(rng: random.Random, corrupt: bool = False) -> dict:
-    """One IOI sentence: IO and S names, both orders; with `corrupt`, S2 is a third name C."""
-    io, s, c = rng.sample(NAMES, 3)
-    a, b = (io, s) if rng.random() < 0.5 else (s, io)
-    fill = dict(A=a, B=b, P=rng.choice(PLACES), O=rng.choice(OBJECTS))
-    t = rng.choice(TEMPLATES)
-    rec = {"clean": t.format(S=s, **fill), "answer": " " + io, "wrong_answer": " " + s}
-    if corrupt:
-        rec["corrupted"] = t.format(S=c, **fill)
-    return rec
-
-
-def make_config(d_vocab: int) -> HookedTransformerConfig:
+def make_config(d_vocab: int, n_layers: int, attn_only: bool) -> HookedTransformerConfig:
     return HookedTransformerConfig(
-        model_name="toy-ioi", n_layers=3, n_heads=4, d_model=64, d_head=16, d_mlp=256, n_ctx=32, d_vocab=d_vocab,
-        act_fn="gelu", normalization_type="LN", positional_embedding_type="standard", default_prepend_bos=False,
-        seed=SEED, device="cpu")
+        model_name="toy-ioi", n_layers=n_layers, n_heads=4, d_model=64, d_head=16,
+        d_mlp=None if attn_only else 128, attn_only=attn_only, n_ctx=24, d_vocab=d_vocab, act_fn="gelu",
+        normalization_type="LN", positional_embedding_type="standard", default_prepend_bos=True, seed=SEED,
+        device="cpu")
 
 
 def encode(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids [B, P] and each row's last real position."""
-    ids = [tok(t)["input_ids"] for t in texts]
+    """BOS + words, right-padded: ids [B, P] and each row's last real position."""
+    ids = [[tok.bos_token_id] + tok(t)["input_ids"] for t in texts]
     P = max(map(len, ids))
     out = torch.full((len(ids), P), tok.pad_token_id, dtype=torch.long)
     for i, row in enumerate(ids):
@@ -78,21 +41,38 @@ def encode(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, torch.tensor([len(r) - 1 for r in ids])
 
 
-def train(tok, steps: int = 3000, batch_size: int = 64, lr: float = 2e-3) -> HookedTransformer:
+def training_batch(rng: random.Random, tok, n: int, mix: float, copy: float = 0.0):
+    """ids [n, P], last [n], and which rows are template sentences (LM loss) vs scrambled (answer only)."""
+    texts, lm = [], []
+    for _ in range(n):
+        r = rng.random()
+        if r < mix + copy:
+            text, y = D.scrambled(rng) if r < mix else D.single(rng)
+            texts.append(text + " " + y)
+            lm.append(False)
+        else:
+            rec = D.ioi(rng)
+            texts.append(rec["text"] + " " + rec["io"])
+            lm.append(True)
+    ids, last = encode(tok, texts)
+    return ids, last, torch.tensor(lm)
+
+
+def train(tok, steps: int, n_layers: int, attn_only: bool, mix: float, copy: float = 0.0, batch_size: int = 64,
+          lr: float = 2e-3) -> HookedTransformer:
     torch.manual_seed(SEED)
     rng = random.Random(SEED)
-    model = HookedTransformer(make_config(len(tok)))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model = HookedTransformer(make_config(len(tok), n_layers, attn_only))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    rows = torch.arange(batch_size)
     for step in range(steps):
-        recs = [sample(rng) for _ in range(batch_size)]
-        ids, last = encode(tok, [r["clean"] + r["answer"] for r in recs])
-        logits = model(ids)
-        logp = logits[:, :-1].log_softmax(-1)
-        nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
-        real = torch.arange(ids.shape[1] - 1)[None] < last[:, None]
-        answer_nll = nll[torch.arange(batch_size), last - 1]  # the indirect object, the task's token
-        loss = nll[real].mean() + answer_nll.mean()
+        ids, last, lm = training_batch(rng, tok, batch_size, mix, copy)
+        logp = model(ids)[:, :-1].log_softmax(-1)
+        nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]           # [B, P-1]: position p predicts p+1
+        real = (torch.arange(ids.shape[1] - 1)[None] < last[:, None]) & lm[:, None]
+        answer_nll = nll[rows, last - 1]                            # the indirect object (or scrambled target)
+        loss = nll[real].mean() + 2 * answer_nll.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -102,38 +82,57 @@ def train(tok, steps: int = 3000, batch_size: int = 64, lr: float = 2e-3) -> Hoo
     return model.eval()
 
 
-def evaluate(model, tok, records: list[dict]) -> tuple[float, float]:
-    """Accuracy (argmax over the whole vocabulary is the IO) and mean logit(IO) − logit(S)."""
-    ids, last = encode(tok, [r["clean"] for r in records])
+def evaluate(model, tok, records: list[dict]) -> dict:
+    """Accuracy (argmax over the vocabulary is IO) and mean logit(IO) − logit(S), clean and corrupted."""
     io = torch.tensor([tok.convert_tokens_to_ids(r["answer"].strip()) for r in records])
     s = torch.tensor([tok.convert_tokens_to_ids(r["wrong_answer"].strip()) for r in records])
-    with torch.no_grad():
-        logits = model(ids)[torch.arange(len(records)), last]
-    acc = (logits.argmax(-1) == io).float().mean().item()
-    ld = (logits.gather(1, io[:, None]) - logits.gather(1, s[:, None])).mean().item()
-    return acc, ld
+    out = {}
+    for key in ("clean", "corrupted"):
+        ids, last = encode(tok, [r[key] for r in records])
+        with torch.no_grad():
+            logits = model(ids)[torch.arange(len(records)), last]
+        diff = logits.gather(1, io[:, None])[:, 0] - logits.gather(1, s[:, None])[:, 0]
+        out[key] = {"accuracy": (logits.argmax(-1) == io).float().mean().item(), "logit_diff": diff.mean().item()}
+    return out
+
+
+def make_pairs(n: int = 200, seed: int = 10_000) -> list[dict]:
+    """n ABC pairs, half ABBA and half BABA, from a generator seeded apart from training."""
+    rng = random.Random(seed)
+    pairs, want = [], {"ABBA": n // 2, "BABA": n - n // 2}
+    while len(pairs) < n:
+        rec = D.abc_pair(rng)
+        if want[rec["order"]] > 0:
+            want[rec["order"]] -= 1
+            pairs.append(rec)
+    return pairs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", default="toy-ioi", help="zoo folder to write")
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--attn-only", action="store_true")
+    ap.add_argument("--mix", type=float, default=0.3, help="share of scrambled sequences in training")
+    ap.add_argument("--copy", type=float, default=0.0, help="share of single-name copying sequences in training")
     args = ap.parse_args()
     t0 = time.time()
     torch.set_num_threads(1)  # tiny tensors: extra threads only add sync cost (100× slower on a busy CPU)
-    tok = build_tokenizer()
-    model = train(tok)
-    records = [sample(random.Random(10_000 + i), corrupt=True) for i in range(200)]
-    acc, ld = evaluate(model, tok, records)
-    print(f"toy-ioi: accuracy {acc:.3f}, mean logit diff {ld:.3f} on {len(records)} held-out pairs "
-          f"({time.time() - t0:.0f} s)")
+    tok = D.build_tokenizer()
+    model = train(tok, args.steps, args.layers, args.attn_only, args.mix, args.copy)
+    records = make_pairs()
+    ev = evaluate(model, tok, records)
+    print(f"toy-ioi: {ev} on {len(records)} held-out ABC pairs ({time.time() - t0:.0f} s)")
     out = save_model(model, args.name, "tools/train_ioi.py")
     tok.save_pretrained(str(out))
     save_task(args.name, [{k: r[k] for k in ("clean", "corrupted", "answer", "wrong_answer")} for r in records], {
         "metric": "logit_diff",
         "description": "indirect object identification: 'When Mary and John went to the store, John gave a drink "
-                       "to' → ' Mary'; corrupted prompts replace the repeated name by a third name",
+                       "to' → ' Mary', both name orders; corrupted prompts replace all three names (ABC)",
         "circuit": None,
-        "accuracy": round(acc, 4), "mean_logit_diff": round(ld, 4)})
+        "accuracy": round(ev["clean"]["accuracy"], 4), "mean_logit_diff": round(ev["clean"]["logit_diff"], 4),
+        "mean_logit_diff_corrupted": round(ev["corrupted"]["logit_diff"], 4)})
     assert (ZOO / args.name / "tokenizer.json").exists()
 
 

@@ -32,8 +32,11 @@ DESCRIPTIONS = {
     "tracr-proportion": "tracr-compiled: fraction of previous 'x' tokens over {w,x,y,z} (2 layers, 1 head); "
                         "circuit known from the weights",
     "toy-induction": "2-layer attention-only model trained to complete repeated random segments "
-                     "(previous-token head → induction head)",
-    "toy-ioi": "small transformer trained on templated indirect-object sentences, word-level tokenizer",
+                     "(previous-token head → induction heads)",
+    "toy-ioi": "4-layer transformer trained on indirect-object sentences (both name orders, ABC pairs), "
+               "word-level tokenizer; role circuit from attention and path patching",
+    "interp-lookup": "3-layer transformer trained with strict interchange-intervention training (SIIT): "
+                     "key-value lookup plus offset, its 8-edge circuit known by training",
 }
 TL_NATIVE = ("NeelNanda/", "ArthurConmy/", "Baidicoot/")  # TransformerLens's own (not transformers) format
 

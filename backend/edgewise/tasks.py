@@ -4,7 +4,9 @@
 
 Each zoo folder with a `task.json` is a task of the same name: `pairs.jsonl` holds its records,
 `task.json` its metric, description and known circuits (`circuit`, plus for tracr `circuit_acdc` and
-`circuit_official`). Importing this module registers the tracr task metrics.
+`circuit_official`), and what the circuit claim rests on (`circuit_source`; for trained models the
+measured faithfulness, roles or alignment, which tests/test_zoo_*.py check; all in `Task.spec`).
+Importing this module registers the tracr task metrics.
 Known circuits of tracr models follow from the weights (`weight_circuit`): tracr gives every
 variable its own residual directions, so u→v is real exactly when what u writes overlaps what v reads.
 """
