@@ -6,6 +6,7 @@ order, so the sources an input slot sees are the prefix `acts[:graph.n_upstream[
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -15,10 +16,10 @@ ABLATIONS = ("resample", "zero", "mean")
 
 
 @contextmanager
-def edge_hooks_enabled(model, freeze: bool = False, split_qkv: bool = True):
-    """Switch on the TransformerLens flags that expose split q/k/v and MLP inputs;
-    with `freeze`, stop parameter gradients (attribution needs gradients of activations only).
-    Everything is restored on exit."""
+def edge_hooks_enabled(model, freeze: bool = False, split_qkv: bool = False):
+    """Switch on the TransformerLens flags the engine needs (MLP inputs; split q/k/v inputs only
+    when asked: the engine itself never needs them); with `freeze`, stop parameter gradients
+    (attribution needs gradients of activations only). Everything is restored on exit."""
     cfg = model.cfg
     saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
     grads = [p.requires_grad for p in model.parameters()] if freeze else []
@@ -37,6 +38,70 @@ def edge_hooks_enabled(model, freeze: bool = False, split_qkv: bool = True):
             p.requires_grad_(g)
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Scores and metric sums: float32 or better whatever the model's dtype (float64 stays float64)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# ---------------------------------------------------------------- the norm in front of a layer's heads
+def head_input_norm(model, layer: int) -> torch.nn.Module:
+    """The norm between the residual stream and the q/k/v projections of `layer`'s heads
+    (architectures that normalize elsewhere change this one function)."""
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    if getattr(model.cfg, "original_architecture", None) in POST_NORM_ARCHITECTURES:
+        return torch.nn.Identity()  # post-norm blocks (OLMo-2): ln1 normalizes the attention output
+    return model.blocks[layer].ln1
+
+
+@dataclass(frozen=True)
+class HeadNorm:
+    """A layer's head-input norm as the engine uses it:  n(x) = (x − [mean x]) / σ ⊙ w + b,
+    σ = sqrt(mean_d((x − [mean x])²) + eps). `center`: LayerNorm (subtracts the mean), else RMSNorm;
+    `scale` False: no norm at all; `exact` False: an unknown norm, used through its module."""
+
+    module: torch.nn.Module
+    center: bool
+    scale: bool
+    exact: bool
+    eps: float
+    w: torch.Tensor | None  # None: 1
+    b: torch.Tensor | None  # None: 0
+
+    @classmethod
+    def of(cls, model, layer: int) -> "HeadNorm":
+        ln = head_input_norm(model, layer)
+        kind = type(ln).__name__
+        w, b = getattr(ln, "w", None), getattr(ln, "b", None)
+        w = w.detach() if isinstance(w, torch.Tensor) else None
+        b = b.detach() if isinstance(b, torch.Tensor) else None
+        eps = float(getattr(ln, "eps", 0.0))
+        if kind in ("LayerNorm", "LayerNormPre"):
+            return cls(ln, True, True, True, eps, w if kind == "LayerNorm" else None, b if kind == "LayerNorm" else None)
+        if kind in ("RMSNorm", "RMSNormPre"):
+            return cls(ln, False, True, True, eps, w if kind == "RMSNorm" else None, None)
+        if isinstance(ln, torch.nn.Identity):
+            return cls(ln, False, False, True, 0.0, None, None)
+        return cls(ln, False, True, False, eps, None, None)
+
+    def sigma(self, x: torch.Tensor) -> torch.Tensor:
+        """σ [..., 1] of an input already centred when `center` (accumulated in float32 or better)."""
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=accumulation_dtype(x.dtype))
+        return (norm.square() / x.shape[-1] + self.eps).sqrt()
+
+
+def residual_norms_center(model) -> bool:
+    """True when every reader of the residual stream (head inputs, MLP inputs, logits) normalizes
+    with a LayerNorm: then a source's mean over d_model never matters, and the patched forward
+    keeps its differences centred (one pass less per head slot)."""
+    norms = [head_input_norm(model, layer) for layer in range(model.cfg.n_layers)]
+    if not model.cfg.attn_only:
+        norms += [getattr(b, "ln2", None) for b in model.blocks]
+    norms.append(getattr(model, "ln_final", None))
+    return all(type(n).__name__ in ("LayerNorm", "LayerNormPre") for n in norms)
+
+
+# ---------------------------------------------------------------- writing source outputs
 def write_hooks(model, graph: Graph, acts: torch.Tensor, sign: float = 1.0):
     """Forward hooks that store (sign=+1) or subtract (sign=−1) each source's output into `acts`."""
 
@@ -84,23 +149,34 @@ def ablated_acts(model, graph: Graph, batch, ablation: str, means: torch.Tensor 
     if ablation == "mean":
         if means is None:
             raise ValueError("mean ablation needs the source means (source_means)")
-        acts += means[:, None, None, :]
+        acts += means.to(acts.dtype)[:, None, None, :]
         return acts, None
     raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+
+
+def source_mean_sums(model, graph: Graph, pairs, chunks, device) -> tuple[torch.Tensor, int]:
+    """Seam for sharding: (Σ over the real positions of the corrupted prompts of each source's
+    output [n_sources, d_model], in float32 or better; the number of positions), over the batches
+    `chunks` (lists of pair indices, as PromptPairs._chunks makes them). Shards add their sums and
+    counts; source_means = total / count."""
+    total = torch.zeros(graph.n_sources, model.cfg.d_model, dtype=accumulation_dtype(model.cfg.dtype), device=device)
+    count = 0
+    for idx in chunks:
+        batch = pairs._batch(idx, device)
+        acts = new_acts(model, graph, batch)
+        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(model, graph, acts)):
+            model(batch.corrupted)
+        total += torch.einsum("sbpd,bp->sd", acts.to(total.dtype), batch.mask.to(total.dtype))
+        count += int(batch.mask.sum())
+        del acts, batch
+    return total, count
 
 
 def source_means(model, graph: Graph, pairs, batch_size: int, device, split_lengths: bool) -> torch.Tensor:
     """[n_sources, d_model]: each source's mean output over the real positions of the corrupted
     prompts (the reference distribution the user supplied) — EAP-IG's `intervention='mean'`."""
-    total = torch.zeros(graph.n_sources, model.cfg.d_model, dtype=model.cfg.dtype, device=device)
-    count = 0
-    for batch in pairs.batches(batch_size, device, split_lengths):
-        acts = new_acts(model, graph, batch)
-        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(model, graph, acts)):
-            model(batch.corrupted)
-        total += (acts * batch.mask[None, :, :, None]).sum((1, 2))
-        count += int(batch.mask.sum())
-    return total / count
+    total, count = source_mean_sums(model, graph, pairs, pairs._chunks(batch_size, split_lengths), device)
+    return (total / count).to(model.cfg.dtype)
 
 
 def is_bidirectional(model) -> bool:
