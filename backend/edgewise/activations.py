@@ -5,6 +5,7 @@ order, so the sources an input slot sees are the prefix `acts[:graph.n_upstream[
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -36,6 +37,19 @@ def edge_hooks_enabled(model, freeze: bool = False, split_qkv: bool = False):
         model.cfg.use_hook_mlp_in = saved[1]
         for p, g in zip(model.parameters(), grads):
             p.requires_grad_(g)
+
+
+_PER_MODEL: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def per_model(model, kind, build):
+    """`build(model)` once per model and kind (weights prepared for the engine's passes), rebuilt
+    when any parameter is replaced or modified in place."""
+    stamp = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in model.parameters())
+    cache = _PER_MODEL.setdefault(model, {})
+    if kind not in cache or cache[kind][0] != stamp:
+        cache[kind] = (stamp, build(model))
+    return cache[kind][1]
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -102,11 +116,15 @@ def residual_norms_center(model) -> bool:
 
 
 # ---------------------------------------------------------------- writing source outputs
-def write_hooks(model, graph: Graph, acts: torch.Tensor, sign: float = 1.0):
-    """Forward hooks that store (sign=+1) or subtract (sign=−1) each source's output into `acts`."""
+def write_hooks(model, graph: Graph, acts: torch.Tensor, sign: float = 1.0, z_store: dict | None = None,
+                z_abl: dict | None = None):
+    """Forward hooks that store (sign=+1) or subtract (sign=−1) each source's output into `acts`.
+    Heads write z_h W_O[h]. With `z_store` (sign +1) heads keep their z there instead; with `z_abl`
+    (sign −1) heads whose ablated z is there write a_abl − a_run = (z_abl − z) W_O in one matmul."""
 
     def make(name, rows):
-        W_O = model.blocks[int(name.split(".")[1])].attn.W_O if name.endswith("hook_z") else None
+        layer = int(name.split(".")[1])
+        W_O = model.blocks[layer].attn.W_O if name.endswith("hook_z") else None
 
         def hook(x, hook):  # x: [B, P, d], or z: [B, P, H, d_head]
             x = x.detach()
@@ -116,11 +134,18 @@ def write_hooks(model, graph: Graph, acts: torch.Tensor, sign: float = 1.0):
                 else:
                     acts[rows] -= x
                 return
+            if sign > 0 and z_store is not None:
+                z_store[layer] = x
+                return
             # head h writes z_h @ W_O[h]; one (fused) batched matmul into acts[rows] viewed [H, B·P, d]
             H, e = W_O.shape[:2]
+            if sign < 0 and z_abl is not None and layer in z_abl:
+                x, sign_ = z_abl[layer] - x, 1.0
+            else:
+                sign_ = sign
             z = x.permute(2, 0, 1, 3).reshape(H, -1, e)
             out = acts[rows].view(H, z.shape[1], -1)
-            if sign > 0:
+            if sign_ > 0:
                 torch.bmm(z, W_O.detach(), out=out)
             else:
                 out.baddbmm_(z, W_O.detach(), alpha=-1.0)
@@ -136,12 +161,14 @@ def new_acts(model, graph: Graph, batch, fill: bool = True) -> torch.Tensor:
     return make(graph.n_sources, B, P, model.cfg.d_model, dtype=model.cfg.dtype, device=batch.clean.device)
 
 
-def ablated_acts(model, graph: Graph, batch, ablation: str, means: torch.Tensor | None = None):
+def ablated_acts(model, graph: Graph, batch, ablation: str, means: torch.Tensor | None = None,
+                 z_store: dict | None = None):
     """What each source is replaced by: `[n_sources, B, P, d_model]`, and the corrupted logits
-    (resample ablation only, else None)."""
+    (resample ablation only, else None). With `z_store` (resample), heads keep their z there and
+    leave their rows unwritten (write_hooks' z_abl then fills them with a_abl − a_clean)."""
     acts = new_acts(model, graph, batch, fill=ablation != "resample")
     if ablation == "resample":
-        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(model, graph, acts)):
+        with torch.no_grad(), model.hooks(fwd_hooks=write_hooks(model, graph, acts, z_store=z_store)):
             logits = model(batch.corrupted)
         return acts, logits
     if ablation == "zero":

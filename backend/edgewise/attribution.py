@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .activations import (ABLATIONS, accumulation_dtype, ablated_acts, edge_hooks_enabled, is_bidirectional,
-                          source_means, write_hooks)
+                          per_model, source_means, write_hooks)
 from .circuit import Circuit, rank_edges
-from .gradients import HeadWeights, SlotGrads
+from .gradients import HeadWeights, SlotGrads, score_layer
 from .graph import Graph
 from .metrics import get_metric, warn_if_vanishing
 from .patching import Patcher
@@ -136,16 +136,20 @@ def score_sums(model, pairs, chunks, method: str = "eap", metric="logit_diff", a
     with edge_hooks_enabled(model, freeze=True):
         if ablation == "mean" and means is None:
             means = source_means(model, graph, pairs, max(len(c) for c in chunks), device, is_bidirectional(model))
-        weights = Patcher(model, graph) if method == "exact" else HeadWeights(model, graph)
+        weights = per_model(model, Patcher, Patcher) if method == "exact" else per_model(model, HeadWeights, HeadWeights)
         for b, idx in enumerate(chunks):
             batch = pairs._batch(idx, device)
-            diff, _ = ablated_acts(model, graph, batch, ablation, means)
             step = _Progress(report, b, len(chunks))
             if method == "exact":
-                _exact_batch(model, graph, batch, m, diff, scores, step, weights)
+                abl, _ = ablated_acts(model, graph, batch, ablation, means)
+                _exact_batch(model, graph, batch, m, abl, scores, step, weights)
+                del abl
             else:
-                _gradient_batch(model, graph, batch, m, diff, points, scores, step, weights)
-            del batch, diff  # the next batch's corrupted pass must not find this one alive
+                z_abl: dict = {}  # heads: a_abl − a_clean = (z_abl − z_clean) W_O, one matmul per layer
+                diff, _ = ablated_acts(model, graph, batch, ablation, means, z_store=z_abl)
+                _gradient_batch(model, graph, batch, m, diff, points, scores, step, weights, z_abl)
+                del diff, z_abl
+            del batch  # the next batch's corrupted pass must not find this one alive
     return scores
 
 
@@ -166,23 +170,28 @@ class _Progress:
         self.report((self.b + f) / self.n)
 
 
-def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress, weights):
-    """Add Σ_pairs Σ_pos diff·grad for every point to `scores`. `diff` enters holding a_abl and is
-    turned into a_abl − a_clean by the clean pass (the gradient pass itself, for plain EAP)."""
-    clean_pass = write_hooks(model, graph, diff, sign=-1.0)
+def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress, weights, z_abl):
+    """Add Σ_pairs Σ_pos diff·grad for every point to `scores`. `diff` enters holding a_abl (heads:
+    their ablated z in z_abl) and is turned into a_abl − a_clean by the clean pass (the gradient
+    pass itself, for plain EAP)."""
+    clean_pass = write_hooks(model, graph, diff, sign=-1.0, z_abl=z_abl)
     fused = len(points) == 1 and points[0].alpha == 1.0  # eap: one clean forward fills diff and takes the gradient
     if not fused:
         with torch.no_grad(), model.hooks(fwd_hooks=clean_pass):
             batch.clean_logits = model(batch.clean)
         _mask_padding(diff, batch)
     sources, writes = graph.source_hooks(), graph.residual_write_hooks()
+    # points that share diff's rows (IG steps, both ends) sum their head-input gradients and are scored
+    # by one matmul per layer at the end, when that sum fits the budget
+    shared = len(points) > 1 and all(p.rows == points[0].rows for p in points)
+    acc = {} if shared and _accumulator_bytes(graph, diff) <= ACCUMULATE_BYTES else None
     for k, p in enumerate(points):
         rows = sources[p.hook][1]
         hooks = [("blocks.0.hook_resid_pre", _leaf_hook)]
         if p.alpha != 1.0:  # a layer's heads move together: their sum enters at hook_attn_out
             d = diff[rows] if isinstance(rows, int) else diff[rows].sum(0)
             hooks.append((writes[p.hook], _Interpolation(d, 1.0 - p.alpha)))
-        grads = SlotGrads(model, graph, diff, scores, p.rows, p.weight, weights)
+        grads = SlotGrads(model, graph, diff, scores, p.rows, p.weight, weights, acc)
         try:
             with model.hooks(fwd_hooks=hooks + (clean_pass if fused else []) + grads.hooks()):
                 logits = model(batch.clean)
@@ -195,7 +204,18 @@ def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress,
             grads.close()  # scores what is pending, drops every reference of this pass
             hooks = None
         progress((k + 1) / len(points))
+    if acc:
+        for layer in sorted(acc):
+            score_layer(graph, diff, scores, layer, grads.head_rows(layer), acc.pop(layer))
     batch.clean_logits = None
+
+
+ACCUMULATE_BYTES = 1 << 30  # IG: sum head-input gradients over steps (one score matmul per layer) up to this
+
+
+def _accumulator_bytes(graph: Graph, diff: torch.Tensor) -> int:
+    """Bytes of the per-layer sums of head-input gradients: n_layers × (3H + 2) rows like diff's."""
+    return graph.cfg.n_layers * (3 * graph.cfg.n_heads + 2) * diff[0].numel() * diff.element_size()
 
 
 def _mask_padding(diff, batch):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, source_means
+from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, per_model, source_means
 from .circuit import Circuit, rank_edges
 from .graph import Graph
 from .metrics import get_metric
@@ -89,7 +89,7 @@ class CircuitEvaluator:
         self.metric, self.ablation = get_metric(metric), ablation
         self.split = is_bidirectional(model)
         self.means = means
-        self.patcher = Patcher(model, self.graph)
+        self.patcher = per_model(model, Patcher, Patcher)
         self._cached: dict[int, _Prepared] = {}  # chunk number -> prepared batch
         self._cached_bytes = 0
         self.metric_clean = self.metric_corrupted = None

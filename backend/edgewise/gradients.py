@@ -23,6 +23,8 @@ outlives it, even with Python's cyclic garbage collector off.
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from .activations import HeadNorm
@@ -33,9 +35,10 @@ class SlotGrads:
     """The hooks of one gradient pass: scores[rows, :] += weight · diffᵀ ∂metric/∂inputs."""
 
     def __init__(self, model, graph: Graph, diff: torch.Tensor, scores: torch.Tensor, rows: slice,
-                 weight: float, weights: "HeadWeights"):
+                 weight: float, weights: "HeadWeights", acc: dict | None = None):
         self.model, self.graph, self.diff, self.scores = model, graph, diff, scores
         self.rows, self.weight, self.w = rows, weight, weights
+        self.acc = acc  # layer -> Σ weight · U over gradient points sharing diff's rows: one matmul at the end
         self.H = graph.cfg.n_heads
         self.extra = (0 if graph.cfg.attn_only else 1) + 1  # buffer rows after the 3H head slots: MLP, logits
         self.U = None        # [3H + extra, B·P, d], owned by one layer at a time
@@ -48,7 +51,7 @@ class SlotGrads:
     def hooks(self) -> list:
         g, hooks = self.graph, []
         for layer in range(g.cfg.n_layers):
-            if self._head_rows(layer) is not None:
+            if self.head_rows(layer) is not None:
                 hooks.append((f"blocks.{layer}.hook_resid_pre", self._keep_input))
                 hooks += [(f"blocks.{layer}.attn.hook_{c}", self._wrap) for c in "qkv"]
         for name, col in g.residual_input_hooks():
@@ -70,7 +73,7 @@ class SlotGrads:
             x.register_hook(lambda g: self._residual_grad(name, g))
 
     # ---------------------------------------------------------------- rows of diff each slot scores
-    def _head_rows(self, layer: int) -> slice | None:
+    def head_rows(self, layer: int) -> slice | None:
         n = int(self.graph.n_upstream[self.graph.head_inputs(layer).start])
         r0, r1 = self.rows.start, min(self.rows.stop, n)
         return slice(r0, r1) if r1 > r0 else None
@@ -78,7 +81,7 @@ class SlotGrads:
     def _prefix_rows(self, col: int) -> slice | None:
         """Rows of an MLP / logits slot scored in its layer's matmul (sources before that layer's heads)."""
         layer = self._layer_of(col)
-        return self._head_rows(layer)
+        return self.head_rows(layer)
 
     def _rest_rows(self, col: int) -> slice | None:
         """The rest of its upstream sources (its own layer's heads, and MLP for the logits)."""
@@ -165,11 +168,14 @@ class SlotGrads:
             if part not in self.parts:
                 U[3 * H + k] = 0
         Uc = U[:n_cols]  # the logits row sits after the MLP row; only the last layer scores it
-        rows = self._head_rows(layer)
-        if rows is not None:
-            n, c0 = rows.stop - rows.start, g.head_inputs(layer).start
-            s = self.diff[rows].reshape(n, -1) @ Uc.reshape(n_cols, -1).T
-            self.scores[rows, c0:c0 + n_cols] += self.weight * s.to(self.scores.dtype)
+        rows = self.head_rows(layer)
+        if rows is not None and self.acc is not None:
+            if layer in self.acc:
+                self.acc[layer].add_(Uc, alpha=self.weight)
+            else:
+                self.acc[layer] = Uc.mul(self.weight)
+        elif rows is not None:
+            score_layer(g, self.diff, self.scores, layer, rows, Uc, self.weight)
         self.owner, self.parts = None, set()
         self.x.pop(layer, None)
         for c in "qkv":
@@ -182,6 +188,13 @@ class SlotGrads:
         self.U = self.diff = self.scores = None
         self.x.clear()
         self.out.clear()
+
+
+def score_layer(graph: Graph, diff, scores, layer: int, rows: slice, U: torch.Tensor, weight: float = 1.0):
+    """scores[rows, the layer's q, k, v (, MLP, logits) columns] += weight · diff[rows] · U (one matmul)."""
+    n, c0, n_cols = rows.stop - rows.start, graph.head_inputs(layer).start, U.shape[0]
+    s = U.reshape(n_cols, -1) @ diff[rows].reshape(n, -1).T  # [n_cols, n]: ~15 % faster than diff @ Uᵀ (MKL, CPU)
+    scores[rows, c0:c0 + n_cols] += weight * s.T.to(scores.dtype)
 
 
 class _HandBack(torch.autograd.Function):
@@ -202,11 +215,15 @@ class _HandBack(torch.autograd.Function):
 class HeadWeights:
     """Per-layer projection weights as the head-input gradients use them (built once per model)."""
 
-    def __init__(self, model, graph: Graph):
-        self.model, self.graph = model, graph
-        self.norms = [HeadNorm.of(model, layer) for layer in range(graph.cfg.n_layers)]
+    def __init__(self, model, graph: Graph | None = None):
+        self._model, self.graph = weakref.ref(model), graph or Graph.from_model(model)  # cached per model: no cycle
+        self.norms = [HeadNorm.of(model, layer) for layer in range(self.graph.cfg.n_layers)]
         self.shortformer = model.cfg.positional_embedding_type == "shortformer"
         self._cache: dict = {}
+
+    @property
+    def model(self):
+        return self._model()
 
     def layer(self, layer: int):
         """(W [3H, d, d_head] with the norm's weight folded in (centred over d for a LayerNorm),

@@ -27,6 +27,7 @@ layer and cost ~1.3× on their own):
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -47,12 +48,16 @@ class Patcher:
     """Patched forwards of one model (its projection weights prepared once)."""
 
     def __init__(self, model, graph: Graph | None = None):
-        self.model, self.graph = model, graph or Graph.from_model(model)
+        self._model, self.graph = weakref.ref(model), graph or Graph.from_model(model)  # cached per model: no cycle
         self.center = residual_norms_center(model)
         self.norms = [HeadNorm.of(model, layer) for layer in range(model.cfg.n_layers)]
         self.shortformer = model.cfg.positional_embedding_type == "shortformer"
         self.silent = _silent_sources(model, self.graph)
         self._weights: dict[int, tuple] = {}
+
+    @property
+    def model(self):
+        return self._model()
 
     def prepare(self, abl: torch.Tensor) -> Ablated:
         """Once per batch: the ablated activations [n_sources, B, P, d] ready for many circuits."""
