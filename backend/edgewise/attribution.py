@@ -141,12 +141,12 @@ def score_sums(model, pairs, chunks, method: str = "eap", metric="logit_diff", a
             batch = pairs._batch(idx, device)
             step = _Progress(report, b, len(chunks))
             if method == "exact":
-                abl, _ = ablated_acts(model, graph, batch, ablation, means)
+                abl = ablated_acts(model, graph, batch, ablation, means)[0]
                 _exact_batch(model, graph, batch, m, abl, scores, step, weights)
                 del abl
             else:
                 z_abl: dict = {}  # heads: a_abl − a_clean = (z_abl − z_clean) W_O, one matmul per layer
-                diff, _ = ablated_acts(model, graph, batch, ablation, means, z_store=z_abl)
+                diff = ablated_acts(model, graph, batch, ablation, means, z_store=z_abl)[0]
                 _gradient_batch(model, graph, batch, m, diff, points, scores, step, weights, z_abl)
                 del diff, z_abl
             del batch  # the next batch's corrupted pass must not find this one alive

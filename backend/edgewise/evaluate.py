@@ -142,10 +142,16 @@ class CircuitEvaluator:
         C = max(1, min(32, self.stack_bytes // per))
         removed = [g.edge_mask & ~keep for keep in masks]
         out: list = [None] * len(masks)
-        todo = [j for j, r in enumerate(removed) if r.any()]
-        for j in range(len(masks)):
-            if j not in todo:
+        todo, first = [], {}  # identical masks (e.g. MIB's small fractions) are run once
+        for j, r in enumerate(removed):
+            if not r.any():
                 out[j] = prep.clean  # nothing removed: the clean run
+            else:
+                key = r.numpy().tobytes()
+                if key not in first:
+                    first[key] = j
+                    todo.append(j)
+        same = {j: first[removed[j].numpy().tobytes()] for j in range(len(masks)) if out[j] is None}
         if batch.clean_logits is None and m.needs_clean_logits:
             batch.clean_logits = self.model(batch.clean)
         for k0 in range(0, len(todo), C):
@@ -156,7 +162,7 @@ class CircuitEvaluator:
             del logits
             if progress and k0 + C < len(todo):
                 progress((k0 + C) / len(todo))
-        return out
+        return [out[same[j]] if out[j] is None else out[j] for j in range(len(masks))]
 
     def _batches(self, chunks):
         for number, idx in chunks:
@@ -175,7 +181,9 @@ class CircuitEvaluator:
         masks = [keep_mask(self.graph, k) for k in masks]
         sums = {"clean": 0.0, "corrupted": 0.0, "circuits": [0.0] * len(masks), "count": 0}
         with edge_hooks_enabled(self.model), torch.no_grad():
-            for b, prep in enumerate(self._batches(todo)):
+            b = -1
+            for prep in self._batches(todo):  # not enumerate(): its result tuple would keep this batch alive into the next
+                b += 1
                 step = (lambda f, b=b: progress((b + f) / len(todo))) if progress else None
                 values = self._circuit_values(prep, masks, step)
                 sums["clean"] += float(prep.clean.sum())
@@ -183,6 +191,7 @@ class CircuitEvaluator:
                 for j, v in enumerate(values):
                     sums["circuits"][j] += float(v.sum())
                 sums["count"] += len(prep.clean)
+                del prep, values  # before the next batch is prepared
                 if progress:
                     progress((b + 1) / len(todo))
         return sums
@@ -207,10 +216,13 @@ class CircuitEvaluator:
         out = {k: torch.zeros(n, dtype=torch.float64) for k in ("clean", "corrupted", "circuit")}
         chunks = list(enumerate(self.chunks()))
         with edge_hooks_enabled(self.model), torch.no_grad():
-            for b, prep in enumerate(self._batches(chunks)):
+            b = -1
+            for prep in self._batches(chunks):
+                b += 1
                 (value,) = self._circuit_values(prep, [keep])
                 idx = prep.batch.index.cpu()
                 out["clean"][idx], out["corrupted"][idx], out["circuit"][idx] = prep.clean, prep.corrupted, value
+                del prep  # before the next batch is prepared
                 if progress:
                     progress((b + 1) / len(chunks))
         self.metric_clean, self.metric_corrupted = float(out["clean"].mean()), float(out["corrupted"].mean())
