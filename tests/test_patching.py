@@ -10,7 +10,8 @@ from test_attribution import shortformer_model
 
 import edgewise as ew
 from edgewise.activations import ablated_acts, edge_hooks_enabled, source_means
-from edgewise.patching import Patcher, _Plan, run_patched
+from edgewise.patch_plan import Plan
+from edgewise.patching import Patcher, run_patched
 
 
 MODELS = {
@@ -45,7 +46,7 @@ def test_patched_forward_equals_brute_force(config, ablation):
         abl, _ = ablated_acts(model, graph, batch, ablation, means)
         ws = masks(graph)
         got = torch.stack([run_patched(model, graph, batch, abl, w) for w in ws])
-    plans = [_Plan(Patcher(model, graph), w[None]) for w in ws]
+    plans = [Plan(Patcher(model, graph), w[None]) for w in ws]
     assert any(lp["direct"] for p in plans for lp in p.layers) or config == "shortformer" or config == "no-norm"
     assert any(lp["n_dev"] and not lp["direct"] for p in plans for lp in p.layers)  # both q/k/v paths ran
     assert any(lp["kept_mode"] for p in plans for lp in p.layers) or config == "no-norm"

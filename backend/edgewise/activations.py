@@ -104,6 +104,20 @@ class HeadNorm:
         return (norm.square() / x.shape[-1] + self.eps).sqrt()
 
 
+def head_projection(model, layer: int, norm: HeadNorm):
+    """(W [3H, d, d_head], W' = diag(w) W, c [3H, d_head]) of a layer's q, k, v heads in turn, with
+    q_h = n(x) W_h + b_h = x̂ W'_h + c_h: c folds the norm's bias in (b_n W + b). W_K / W_V have one
+    matrix per query head (grouped-query attention ungrouped)."""
+    attn = model.blocks[layer].attn
+    W = torch.cat([attn.W_Q, attn.W_K, attn.W_V]).detach()
+    c = torch.cat([attn.b_Q, attn.b_K, attn.b_V]).detach()
+    if not norm.exact:
+        return W, W, c
+    if norm.b is not None:
+        c = c + torch.einsum("d,hde->he", norm.b, W)
+    return W, (W if norm.w is None else W * norm.w[:, None]), c
+
+
 def residual_norms_center(model) -> bool:
     """True when every reader of the residual stream (head inputs, MLP inputs, logits) normalizes
     with a LayerNorm: then a source's mean over d_model never matters, and the patched forward

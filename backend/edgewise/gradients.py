@@ -27,7 +27,7 @@ import weakref
 
 import torch
 
-from .activations import HeadNorm
+from .activations import HeadNorm, head_projection
 from .graph import Graph
 
 
@@ -229,18 +229,11 @@ class HeadWeights:
         """(W [3H, d, d_head] with the norm's weight folded in (centred over d for a LayerNorm),
         q0 [3H, d_head]: the projection of the norm's bias plus the projection's bias)."""
         if layer not in self._cache:
-            attn, norm = self.model.blocks[layer].attn, self.norms[layer]
-            W = torch.cat([attn.W_Q, attn.W_K, attn.W_V]).detach()
-            b = torch.cat([attn.b_Q, attn.b_K, attn.b_V]).detach()
-            q0 = b
-            if norm.exact:
-                if norm.b is not None:
-                    q0 = b + torch.einsum("d,hde->he", norm.b, W)
-                if norm.w is not None:
-                    W = W * norm.w[:, None]
-                if norm.center:
-                    W = W - W.mean(1, keepdim=True)
-            self._cache[layer] = (W.contiguous(), q0, torch.cat([attn.W_Q, attn.W_K, attn.W_V]).detach())
+            norm = self.norms[layer]
+            W_raw, W, q0 = head_projection(self.model, layer, norm)
+            if norm.exact and norm.center:  # J_nᵀ's mean_d term, folded into the weights
+                W = W - W.mean(1, keepdim=True)
+            self._cache[layer] = (W.contiguous(), q0, W_raw)
         return self._cache[layer]
 
     def input_grads(self, layer: int, letter: str, x, q, g, out: torch.Tensor) -> torch.Tensor:
