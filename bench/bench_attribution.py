@@ -238,7 +238,7 @@ def main(argv=None):
 
     if args.memory_pairs:
         counts = [int(x) for x in args.memory_pairs.split(",")]
-        print(f"peak RSS above the loaded model (4 layers, d_model 256, vocab 50257, batch 16 × 24 tokens, fresh process each):")
+        print("peak RSS above the loaded model (4 layers, d_model 256, vocab 50257, batch 16 × 24 tokens, fresh process each):")
         for row in memory(counts, 16):
             print("   " + (f"{row['what']:9s} {row['pairs']:5d} pairs: {row['peak_mib']:7.1f} MiB  ({row['seconds']} s)"
                            if "peak_mib" in row else f"{row['what']} {row['pairs']} pairs: failed {row['error']}"))

@@ -37,6 +37,9 @@ from .graph import Graph
 from .patch_plan import Plan, silent_sources
 
 
+CHUNK = 4 << 20  # bytes of slot inputs per step of a layer's matmul (they stay in cache for norm and projection)
+
+
 @dataclass
 class Ablated:
     """A batch's ablated activations as the patched forward reads them (Patcher.prepare)."""
@@ -223,7 +226,7 @@ class _Run:
         inv_r = torch.empty(C, n, BP, dtype=sigma.dtype, device=bc.device) if norm.scale and n else None
         extra = [k for k in ("mlp", "logits") if k in lp]
         self.y = {k: torch.empty(C, BP, d, dtype=bc.dtype, device=bc.device) for k in extra}
-        T = max(1, min(BP, (4 << 20) // max(1, Wt.shape[1] * d * bc.element_size())))  # ~4 MiB of slot inputs a step
+        T = max(1, min(BP, CHUNK // max(1, Wt.shape[1] * d * bc.element_size())))  # slot inputs of a step: in cache
         for ci in range(C):
             src = self.buf[ci, :rows].view(rows, BP * d)
             for t0 in range(0, BP, T):
