@@ -68,3 +68,43 @@ def caches(model, clean, corrupted):
 
 def zero_cache(cache):
     return {k: torch.zeros_like(v) for k, v in cache.items()}
+
+
+def source_hook(model, name):
+    """(hook name, head index or None) where source node `name` writes (per-head results)."""
+    if name == "input":
+        return "blocks.0.hook_resid_pre", None
+    m = re.fullmatch(r"a(\d+)\.h(\d+)", name)
+    if m:
+        return f"blocks.{m[1]}.attn.hook_result", int(m[2])
+    return f"blocks.{name[1:]}.hook_mlp_out", None
+
+
+def patched_logits(model, clean, replacement, weights):
+    """Logits [1, P, vocab] of one clean prompt where every input slot DST reads, on top of the
+    residual stream, Σ_edges w · (replacement(SRC) − SRC's output in this same run), for
+    weights = {"SRC->DST": w}; replacement = {"SRC": [1, P, d]}. Split q/k/v inputs and per-head
+    results of TransformerLens, nothing of edgewise's patching."""
+    _flags(model)
+    run, hooks, by_dst = {}, [], {}
+    for edge, w in weights.items():
+        src, dst = edge.split("->")
+        by_dst.setdefault(input_hook(model, dst), []).append((src, w))
+    for src in {e.split("->")[0] for e in weights}:
+        name, head = source_hook(model, src)
+
+        def keep(x, hook, src=src, head=head):
+            run[src] = (x if head is None else x[:, :, head]).detach().clone()
+        hooks.append((name, keep))
+    for (name, head), edges in by_dst.items():
+        def add(x, hook, head=head, edges=edges):
+            x = x.clone()
+            delta = sum(w * (replacement[s] - run[s]) for s, w in edges)
+            if head is None:
+                x += delta
+            else:
+                x[:, :, head] += delta
+            return x
+        hooks.append((name, add))
+    with torch.no_grad():
+        return model.run_with_hooks(torch.tensor([clean]), fwd_hooks=hooks)

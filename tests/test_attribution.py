@@ -7,6 +7,21 @@ from brute import caches, edge_patched_metric, logit_diff_last, zero_cache
 from conftest import random_pairs, tiny_model
 
 import edgewise as ew
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+
+def shortformer_model(attn_only=False):
+    """Positional embeddings added to q and k after the norm (TransformerLens's attn-only-Nl models)."""
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_ctx=12, d_head=8, n_heads=2, d_vocab=11, act_fn="gelu",
+                                  attn_only=attn_only, d_mlp=None if attn_only else 64, dtype=torch.float64,
+                                  positional_embedding_type="shortformer", seed=0, device="cpu", default_prepend_bos=False)
+    model = HookedTransformer(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("b_Q", "b_K", "b_V", "b_O")):
+                p.normal_(0, 0.1)
+    return model
+
 
 CONFIGS = {
     "ln-mlp": dict(),
@@ -35,6 +50,25 @@ def test_every_edge_matches_finite_differences():
     for edge, score in zip(res.edges, res.scores.tolist()):
         fd = 0.0
         for i, (cc, xc) in enumerate(per_pair):
+            args = (pairs.answer[i], pairs.wrong_answer[i])
+            up = edge_patched_metric(model, pairs.clean[i], xc, cc, edge, eps, *args)
+            down = edge_patched_metric(model, pairs.clean[i], xc, cc, edge, -eps, *args)
+            fd += (up - down) / (2 * eps) / len(pairs)
+        assert score == pytest.approx(fd, rel=1e-6, abs=1e-9), edge
+
+
+def test_shortformer_eap_matches_finite_differences():
+    """q and k read pos_embed after the norm: the x̂ term of the head-input gradient must leave it out."""
+    model = shortformer_model()
+    pairs = random_pairs(model)
+    res = ew.attribute(model, pairs, method="eap", batch_size=4)
+    eps = 1e-4
+    for edge, score in zip(res.edges, res.scores.tolist()):
+        if "<v>" in edge:
+            continue
+        fd = 0.0
+        for i in range(len(pairs)):
+            cc, xc = caches(model, pairs.clean[i], pairs.corrupted[i])
             args = (pairs.answer[i], pairs.wrong_answer[i])
             up = edge_patched_metric(model, pairs.clean[i], xc, cc, edge, eps, *args)
             down = edge_patched_metric(model, pairs.clean[i], xc, cc, edge, -eps, *args)

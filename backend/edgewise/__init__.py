@@ -8,18 +8,20 @@
     ew.evaluate(model, pairs, circuit, metric="logit_diff")
 """
 from .acdc import acdc, acdc_sweep
-from .attribution import METHODS, AttributionResult, attribute
-from .circuit import Circuit
+from .attribution import METHODS, AttributionResult, attribute, score_sums
+from .circuit import Circuit, prune_connected
 from .data import PairsError, PromptPairs
-from .evaluate import Faithfulness, evaluate, faithfulness_curve, roc_auc
+from .evaluate import MIB_FRACTIONS, CircuitEvaluator, Faithfulness, curve_ks, evaluate, faithfulness_curve, roc_auc
 from .graph import Graph, GraphConfig
 from .metrics import METRICS, register_metric
+from .mib import mib_scores
 
 __version__ = "0.1.0"
 
-__all__ = ["acdc", "acdc_sweep", "METHODS", "METRICS", "AttributionResult", "Circuit", "Faithfulness", "Graph", "GraphConfig",
-           "PairsError", "PromptPairs", "attribute", "evaluate", "faithfulness_curve", "load_model",
-           "load_task", "register_metric", "roc_auc"]
+__all__ = ["acdc", "acdc_sweep", "METHODS", "METRICS", "MIB_FRACTIONS", "AttributionResult", "Circuit",
+           "CircuitEvaluator", "Faithfulness", "Graph", "GraphConfig", "PairsError", "PromptPairs", "attribute",
+           "curve_ks", "evaluate", "faithfulness_curve", "load_model", "load_task", "mib_scores", "prune_connected",
+           "register_metric", "roc_auc", "score_sums"]
 
 
 def __getattr__(name):

@@ -12,7 +12,9 @@ Methods differ only in *where* ∂metric/∂input_v is taken (α = how far the r
                       outputs at α = k/m while everything else is clean; scores only those rows
   clean-corrupted     the clean run and the ablated run (α = 0), averaged
   exact               no gradient: the measured change in the metric when only u→v is patched
-One data loop serves all; scoring is one matmul per input slot, over the sources upstream of it.
+One data loop serves all; scoring is one matmul per layer over the sources upstream of it
+(gradients.py: the head inputs' gradients through the norm's Jacobian, handed back to autograd).
+`score_sums` is the same loop over explicit batches of pair indices: the seam for sharding.
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, source_means, write_hooks
-from .arch import head_input_norm
+from .activations import (ABLATIONS, accumulation_dtype, ablated_acts, edge_hooks_enabled, is_bidirectional,
+                          per_model, source_means, write_hooks)
 from .circuit import Circuit, rank_edges
+from .gradients import HeadWeights, SlotGrads, score_layer
 from .graph import Graph
 from .metrics import get_metric, warn_if_vanishing
-from .patching import run_patched
+from .patching import Patcher
 
 METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "exact")
 
@@ -99,62 +102,120 @@ def attribute(model, pairs, method: str = "eap", metric="logit_diff", batch_size
     """Score every edge of `model` (any TransformerLens HookedTransformer) on `pairs`.
 
     progress(fraction) is called after each unit of work; it may raise to cancel the run.
+    Scores are float32 for float32/bf16/fp16 models, float64 for float64 models.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+    _check(method, ablation)
     graph = Graph.from_model(model)
     m = get_metric(metric)
     notes = [w for w in [warn_if_vanishing(m, method)] if w] + list(getattr(pairs, "warnings", []))
-    device = model.cfg.device
-    split = is_bidirectional(model)
-    scores = torch.zeros(graph.n_sources, graph.n_inputs, dtype=model.cfg.dtype, device=device)
-    points = [] if method == "exact" else gradient_points(method, graph, ig_steps)
-    n_batches = pairs.n_batches(batch_size, split)
-    # the gradient passes read head inputs through ln1's Jacobian; only exact patches them per head
-    with edge_hooks_enabled(model, freeze=True, split_qkv=method == "exact"):
-        means = source_means(model, graph, pairs, batch_size, device, split) if ablation == "mean" else None
-        for b, batch in enumerate(pairs.batches(batch_size, device, split)):
-            abl, _ = ablated_acts(model, graph, batch, ablation, means)
-            if method == "exact":
-                _exact_batch(model, graph, batch, m, abl, scores,
-                             lambda f: progress and progress((b + f) / n_batches))
-            else:
-                _gradient_batch(model, graph, batch, m, abl, points, scores,
-                                lambda f: progress and progress((b + f) / n_batches))
-    scores /= len(pairs)
-    return AttributionResult(graph, scores.cpu(), method, m.name, ablation, len(pairs),
+    sums = score_sums(model, pairs, pairs._chunks(batch_size, is_bidirectional(model)), method, m, ablation,
+                      ig_steps, progress=progress, graph=graph)
+    return AttributionResult(graph, (sums / len(pairs)).cpu(), method, m.name, ablation, len(pairs),
                              pairs.sha256() if hasattr(pairs, "sha256") else "",
                              getattr(model.cfg, "model_name", ""), notes)
 
 
-def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress):
-    """Add Σ_pairs Σ_pos diff·grad for every point to `scores`. `diff` enters holding a_abl and is
-    turned into a_abl − a_clean by the clean pass (the gradient pass itself, for plain EAP)."""
-    clean_pass = write_hooks(model, graph, diff, sign=-1.0)
+def score_sums(model, pairs, chunks, method: str = "eap", metric="logit_diff", ablation: str = "resample",
+               ig_steps: int = 5, means: torch.Tensor | None = None, progress=None, graph: Graph | None = None):
+    """Seam for sharding: Σ over the pairs of `chunks` of each pair's scores, [n_sources, n_inputs]
+    (float32, float64 for float64 models). `chunks` are lists of pair indices, one batch each, as
+    `pairs._chunks(batch_size, split_lengths)` makes them; `attribute` is this sum over every chunk
+    divided by len(pairs), and the sum does not depend on how pairs are grouped into chunks (up to
+    float rounding). Mean ablation replaces sources by their means over the *whole* dataset: pass
+    `means` (activations.source_mean_sums summed over all shards, divided by the count); without
+    it they are computed here from every pair of `pairs`."""
+    _check(method, ablation)
+    graph = graph or Graph.from_model(model)
+    m = get_metric(metric)
+    device = model.cfg.device
+    scores = torch.zeros(graph.n_sources, graph.n_inputs, dtype=accumulation_dtype(model.cfg.dtype), device=device)
+    points = [] if method == "exact" else gradient_points(method, graph, ig_steps)
+    chunks = list(chunks)
+    report = progress or (lambda f: None)
+    # the gradient passes read head inputs through the norm's Jacobian, without TransformerLens's split q/k/v
+    with edge_hooks_enabled(model, freeze=True):
+        if ablation == "mean" and means is None:
+            means = source_means(model, graph, pairs, max(len(c) for c in chunks), device, is_bidirectional(model))
+        weights = per_model(model, Patcher, Patcher) if method == "exact" else per_model(model, HeadWeights, HeadWeights)
+        for b, idx in enumerate(chunks):
+            batch = pairs._batch(idx, device)
+            step = _Progress(report, b, len(chunks))
+            if method == "exact":
+                abl = ablated_acts(model, graph, batch, ablation, means)[0]
+                _exact_batch(model, graph, batch, m, abl, scores, step, weights)
+                del abl
+            else:
+                z_abl: dict = {}  # heads: a_abl − a_clean = (z_abl − z_clean) W_O, one matmul per layer
+                diff = ablated_acts(model, graph, batch, ablation, means, z_store=z_abl)[0]
+                _gradient_batch(model, graph, batch, m, diff, points, scores, step, weights, z_abl)
+                del diff, z_abl
+            del batch  # the next batch's corrupted pass must not find this one alive
+    return scores
+
+
+def _check(method: str, ablation: str):
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+
+
+class _Progress:
+    """progress(fraction of batch b done) → the caller's progress over all batches (no closure cycles)."""
+
+    def __init__(self, report, b: int, n: int):
+        self.report, self.b, self.n = report, b, n
+
+    def __call__(self, f: float):
+        self.report((self.b + f) / self.n)
+
+
+def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress, weights, z_abl):
+    """Add Σ_pairs Σ_pos diff·grad for every point to `scores`. `diff` enters holding a_abl (heads:
+    their ablated z in z_abl) and is turned into a_abl − a_clean by the clean pass (the gradient
+    pass itself, for plain EAP)."""
+    clean_pass = write_hooks(model, graph, diff, sign=-1.0, z_abl=z_abl)
     fused = len(points) == 1 and points[0].alpha == 1.0  # eap: one clean forward fills diff and takes the gradient
     if not fused:
         with torch.no_grad(), model.hooks(fwd_hooks=clean_pass):
             batch.clean_logits = model(batch.clean)
         _mask_padding(diff, batch)
     sources, writes = graph.source_hooks(), graph.residual_write_hooks()
+    # points that share diff's rows (IG steps, both ends) sum their head-input gradients and are scored
+    # by one matmul per layer at the end, when that sum fits the budget
+    shared = len(points) > 1 and all(p.rows == points[0].rows for p in points)
+    acc = {} if shared and _accumulator_bytes(graph, diff) <= ACCUMULATE_BYTES else None
     for k, p in enumerate(points):
         rows = sources[p.hook][1]
         hooks = [("blocks.0.hook_resid_pre", _leaf_hook)]
         if p.alpha != 1.0:  # a layer's heads move together: their sum enters at hook_attn_out
             d = diff[rows] if isinstance(rows, int) else diff[rows].sum(0)
-            hooks.append((writes[p.hook], _interpolation_hook(d, 1.0 - p.alpha)))
-        grad_hooks, flushers = _grad_hooks(model, graph, diff, scores, p.rows, p.weight)
-        with model.hooks(fwd_hooks=hooks + (clean_pass if fused else []) + grad_hooks):
-            logits = model(batch.clean)
-            if fused:
-                batch.clean_logits = logits.detach()
-                _mask_padding(diff, batch)
-            metric(logits, batch).sum().backward()
-        for flush in flushers:  # slots whose q, k or v got no gradient
-            flush()
+            hooks.append((writes[p.hook], _Interpolation(d, 1.0 - p.alpha)))
+        grads = SlotGrads(model, graph, diff, scores, p.rows, p.weight, weights, acc)
+        try:
+            with model.hooks(fwd_hooks=hooks + (clean_pass if fused else []) + grads.hooks()):
+                logits = model(batch.clean)
+                if fused:
+                    batch.clean_logits = logits.detach()
+                    _mask_padding(diff, batch)
+                metric(logits, batch).sum().backward()
+                del logits
+        finally:
+            grads.close()  # scores what is pending, drops every reference of this pass
+            hooks = None
         progress((k + 1) / len(points))
+    if acc:
+        for layer in sorted(acc):
+            score_layer(graph, diff, scores, layer, grads.head_rows(layer), acc.pop(layer))
+    batch.clean_logits = None
+
+
+ACCUMULATE_BYTES = 1 << 30  # IG: sum head-input gradients over steps (one score matmul per layer) up to this
+
+
+def _accumulator_bytes(graph: Graph, diff: torch.Tensor) -> int:
+    """Bytes of the per-layer sums of head-input gradients: n_layers × (3H + 2) rows like diff's."""
+    return graph.cfg.n_layers * (3 * graph.cfg.n_heads + 2) * diff[0].numel() * diff.element_size()
 
 
 def _mask_padding(diff, batch):
@@ -168,132 +229,36 @@ def _leaf_hook(x, hook):
     return x.detach().requires_grad_(True)
 
 
-def _interpolation_hook(diff, beta):
+class _Interpolation:
     """output ← output + β (a_abl − a_clean), [B, P, d]: β = 1 − α moves it from clean toward ablated."""
 
-    def hook(x, hook):
-        return x + beta * diff
+    def __init__(self, diff, beta):
+        self.diff, self.beta = diff, beta
 
-    return hook
-
-
-def _grad_hooks(model, graph: Graph, diff, scores, rows: slice, weight: float):
-    """Forward hooks that register gradient hooks: when ∂metric/∂input_v arrives,
-    scores[u, v] += weight · Σ_{b,p,d} diff[u, b, p, d] · grad_v[b, p, d] for the upstream sources u.
-    Returns (hooks, flushers): call every flusher after backward."""
-    hooks = []
-    shared: dict = {"U": None, "owner": None, "flush": {}}  # one [3H, B·P, d] buffer serves every layer in turn
-    for layer in range(graph.cfg.n_layers):
-        cols = graph.head_inputs(layer)
-        r1 = min(rows.stop, int(graph.n_upstream[cols.start]))
-        if r1 > rows.start:
-            hooks += _head_input_grads(model, layer, diff, scores, slice(rows.start, r1), cols, weight, shared)
-    for name, col in graph.residual_input_hooks():
-        r0, r1 = rows.start, min(rows.stop, int(graph.n_upstream[col]))
-        if r1 <= r0:
-            continue
-
-        def on_grad(g, r0=r0, r1=r1, col=col):  # MLP input or logits: g [B, P, d]
-            scores[r0:r1, col] += weight * (diff[r0:r1].reshape(r1 - r0, -1) @ g.reshape(-1))
-
-        def hook(x, hook, on_grad=on_grad):
-            if x.requires_grad:
-                x.register_hook(on_grad)
-
-        hooks.append((name, hook))
-    return hooks, list(shared["flush"].values())
+    def __call__(self, x, hook):
+        return x + self.beta * self.diff
 
 
-def _head_input_grads(model, layer, diff, scores, rows: slice, cols: slice, weight, shared):
-    """Head input slots without splitting the model's q/k/v inputs per head (TransformerLens's
-    split runs LayerNorm 3·n_heads times per layer). Head h's q input x feeds q_h = ln1(x) W_Q[h], so
-
-        ∂metric/∂x (q of head h) = J_ln1(x)ᵀ (W_Q[h] ∂metric/∂q_h)        [B, P, d_model]
-
-    For LayerNorm, with x̂ = (x − mean)/σ and U = w ⊙ (W_Q[h] ∂metric/∂q_h) / σ:
-        J_ln1ᵀ(...) = U − mean_d(U) − x̂ · mean_d(U ⊙ x̂)     (RMSNorm: no mean_d(U) term)
-    The q, k, v of every head of the layer share one [3H, B·P, d] buffer and one matmul with diff."""
-    attn, ln = model.blocks[layer].attn, head_input_norm(model, layer)  # identity for post-norm blocks
-    H = attn.W_Q.shape[0]
-    kind = type(ln).__name__
-    state: dict = {"x": None, "U": None, "filled": set()}
-
-    def normalize():  # σ [B, P, 1] and x̂ [B, P, d] of this layer's attention input
-        x = state["x"]
-        if kind in ("LayerNorm", "LayerNormPre"):
-            x = x - x.mean(-1, keepdim=True)
-        if kind in ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre"):
-            sigma = (x.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
-            return sigma, x / sigma
-        return None, None
-
-    def on_grad(letter, g):  # g: ∂metric/∂q [B, P, H, d_head]; W: [H, d_model, d_head]
-        B, P = g.shape[:2]
-        if state["U"] is None:
-            if shared["owner"] is not None:  # another layer still holds the buffer: finish it first
-                shared["flush"][shared["owner"]]()
-            shape = (3 * H, B * P, attn.W_Q.shape[1])
-            if shared["U"] is None or shared["U"].shape != shape:
-                shared["U"] = torch.empty(shape, dtype=g.dtype, device=g.device)
-            state["U"], shared["owner"] = shared["U"], layer
-            state["sigma"], state["xhat"] = normalize()
-        W = {"q": attn.W_Q, "k": attn.W_K, "v": attn.W_V}[letter].detach()
-        if kind in ("LayerNorm", "RMSNorm"):
-            W = W * ln.w.detach()[:, None]
-        if state["sigma"] is not None:
-            g = g / state["sigma"][..., None]
-        i = "qkv".index(letter)
-        torch.bmm(g.permute(2, 0, 1, 3).reshape(H, B * P, -1), W.transpose(1, 2), out=state["U"][i * H:(i + 1) * H])
-        state["filled"].add(letter)
-        if len(state["filled"]) == 3:
-            flush()
-
-    def flush():
-        U = state["U"]
-        if U is None:
-            return
-        for i, letter in enumerate("qkv"):
-            if letter not in state["filled"]:
-                U[i * H:(i + 1) * H] = 0
-        if kind in ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre"):
-            xhat = state["xhat"].reshape(1, U.shape[1], -1)
-            c = torch.einsum("jkd,kd->jk", U, xhat[0]) / U.shape[2]
-            if kind.startswith("LayerNorm"):
-                U -= U.mean(-1, keepdim=True)
-            U.addcmul_(xhat, c[..., None], value=-1.0)
-        elif not isinstance(ln, torch.nn.Identity):  # another norm: its exact Jacobian, by autograd
-            _, vjp = torch.func.vjp(ln, state["x"])
-            B, P, d = state["x"].shape
-            sigma_free = U.reshape(3 * H, B, P, d)  # U holds W ∂metric/∂q here (no σ, no w folded in)
-            U.copy_(torch.vmap(vjp)(sigma_free)[0].reshape(3 * H, B * P, d))
-        n = rows.stop - rows.start
-        scores[rows, cols] += weight * (diff[rows].reshape(n, -1) @ U.reshape(3 * H, -1).T)
-        state["U"], state["filled"], shared["owner"] = None, set(), None
-
-    def keep_input(x, hook):
-        state["x"] = x.detach()
-
-    def grad_hook(letter):
-        def hook(x, hook):
-            if x.requires_grad:
-                x.register_hook(lambda g: on_grad(letter, g))
-        return hook
-
-    shared["flush"][layer] = flush
-    return [(f"blocks.{layer}.hook_resid_pre", keep_input)] + \
-        [(f"blocks.{layer}.attn.hook_{c}", grad_hook(c)) for c in "qkv"]
-
-
-def _exact_batch(model, graph, batch, metric, abl, scores, progress):
-    """For every edge alone: Σ_pairs metric(clean with that edge patched) − metric(clean)."""
+def _exact_batch(model, graph, batch, metric, abl, scores, progress, patcher: Patcher, stack: int | None = None):
+    """For every edge alone: Σ_pairs metric(clean with that edge patched) − metric(clean).
+    Several single-edge circuits run as one stacked forward (budget: ~256 MiB of patch buffers)."""
     with torch.no_grad():
-        batch.clean_logits = model(batch.clean)
-        base = metric(batch.clean_logits, batch)
-        edges = graph.edge_index.tolist()
-        for k, (s, i) in enumerate(edges):
-            one = torch.zeros_like(graph.edge_mask)
-            one[s, i] = True
-            scores[s, i] += (metric(run_patched(model, graph, batch, abl, one), batch) - base).sum()
-            if k % 64 == 63:
-                progress((k + 1) / len(edges))
+        clean_logits = model(batch.clean)
+        batch.clean_logits = clean_logits
+        base = metric(clean_logits, batch).to(scores.dtype)
+        ablated = patcher.prepare(abl)
+        edges = graph.edge_index
+        per_circuit = (graph.n_sources + 2) * abl[0].numel() * abl.element_size() + clean_logits.numel() * 4
+        C = stack or max(1, min(64, (256 << 20) // max(per_circuit, 1)))
+        for k0 in range(0, len(edges), C):
+            part = edges[k0:k0 + C]
+            one = torch.zeros(len(part), graph.n_sources, graph.n_inputs, dtype=torch.bool)
+            one[torch.arange(len(part)), part[:, 0], part[:, 1]] = True
+            logits = patcher.logits(batch, ablated, one)
+            for j, (s, i) in enumerate(part.tolist()):
+                batch.clean_logits = clean_logits
+                scores[s, i] += (metric(logits[j], batch).to(scores.dtype) - base).sum()
+            del logits
+            progress(min(1.0, (k0 + len(part)) / len(edges)))
+        batch.clean_logits = None
     progress(1.0)

@@ -15,9 +15,45 @@ from .graph import Graph, GraphConfig
 FORMAT = "edgewise.circuit/v1"
 
 
-def rank_edges(scores: torch.Tensor) -> torch.Tensor:
-    """Edge positions by |score|, largest first; ties keep graph order (the ranking everywhere)."""
+def rank_edges(scores: torch.Tensor, signed: bool = False) -> torch.Tensor:
+    """Edge positions by |score|, largest first; ties keep graph order (the ranking everywhere).
+    signed: most negative score first instead: the edges whose ablation lowers the metric most
+    (MIB attributes the loss −metric and ranks its scores high to low: the same order)."""
+    if signed:
+        return torch.argsort(scores, stable=True)
     return torch.argsort(scores.abs(), descending=True, stable=True)
+
+
+def prune_connected(graph: Graph, mask: torch.Tensor) -> torch.Tensor:
+    """The kept edges [n_sources, n_inputs] that lie on some input → logits path of kept edges
+    (EAP-IG's `Graph.prune`, which MIB applies before evaluating a circuit): an edge u→v stays iff
+    u is reached from the input node and v's node reaches the logits, both through kept edges.
+    A head is reached through any of its q, k, v inputs."""
+    keep = mask.bool().cpu() & graph.edge_mask
+    n_s = graph.n_sources
+    # node of each input slot: the source index of its head or MLP, n_s for the logits
+    node = torch.tensor([graph.source_index.get(name.split("<")[0], n_s) for name in graph.input_names])
+    adj = torch.zeros(n_s, n_s + 1, dtype=torch.bool)  # adj[u, t]: a kept edge from source u into node t
+    adj.index_put_((torch.arange(n_s)[:, None].expand_as(keep)[keep], node[None].expand_as(keep)[keep]),
+                   torch.ones(int(keep.sum()), dtype=torch.bool))
+    adj = adj.float()
+    reached = torch.zeros(n_s + 1)
+    reached[0] = 1.0  # the input node
+    for _ in range(n_s):  # sources are in forward order, so each pass settles at least one more
+        new = ((reached[:n_s] @ adj) > 0).float()
+        new[0] = 1.0
+        if torch.equal(new, reached):
+            break
+        reached = new
+    reaches = torch.zeros(n_s + 1)
+    reaches[n_s] = 1.0  # the logits
+    for _ in range(n_s):
+        new = ((adj @ reaches) > 0).float()
+        new = torch.cat([new, torch.ones(1)])
+        if torch.equal(new, reaches):
+            break
+        reaches = new
+    return keep & (reached[:n_s] > 0)[:, None] & (reaches[node] > 0)[None, :]
 
 
 class Circuit:

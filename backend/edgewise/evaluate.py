@@ -5,6 +5,7 @@
 metric_circuit runs the clean prompts with every edge *outside* the circuit patched to its
 ablated source (see patching.py); metric_corrupted patches every edge (for resample ablation:
 the corrupted run itself). 1 = the circuit alone recovers the clean behaviour, 0 = none of it.
+Metric values are summed in float64 whatever the model's dtype.
 """
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, source_means
-from .circuit import Circuit
+from .activations import ABLATIONS, ablated_acts, edge_hooks_enabled, is_bidirectional, per_model, source_means
+from .circuit import Circuit, rank_edges
 from .graph import Graph
 from .metrics import get_metric
-from .patching import run_patched
+from .patching import Patcher
+
+# MIB's circuit-localization fractions of edges (Mueller et al. 2025, `evaluate_area_under_curve`)
+MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 @dataclass
@@ -45,71 +49,184 @@ def keep_mask(graph: Graph, circuit) -> torch.Tensor:
             raise ValueError(f"circuit is for {circuit.graph.cfg}, the model is {graph.cfg}")
         return circuit.in_graph
     if isinstance(circuit, torch.Tensor):
-        return circuit.bool() & graph.edge_mask
+        return circuit.bool().cpu() & graph.edge_mask
     return graph.mask_from_edges(circuit)
 
 
+@dataclass
+class _Prepared:
+    """One batch, ready for any number of circuits."""
+
+    batch: object
+    abl: object            # patching.Ablated
+    clean: torch.Tensor     # [B] float64 metric per pair
+    corrupted: torch.Tensor
+
+    def nbytes(self) -> int:
+        t = [self.abl.acts, self.abl.head_sums] + ([self.batch.clean_logits] if self.batch.clean_logits is not None else [])
+        return sum(x.numel() * x.element_size() for x in t)
+
+
 class CircuitEvaluator:
-    """Faithfulness of many circuits on one dataset. The clean and ablated runs of each batch are
-    done once; with `cache=True` their results (`[n_sources, B, P, d]` per batch) are kept, so each
-    later circuit costs one patched forward pass per batch (what the web view's slider needs)."""
+    """Faithfulness of many circuits on one dataset. Each batch's clean and ablated runs are done
+    once per call, or once at all with `cache=True`: then each batch's ablated activations
+    ([n_sources, B, P, d]) are kept while they fit `cache_bytes` (default 1 GiB), the batches past
+    it recomputed at every call, so memory stays bounded and later circuits cost one patched
+    forward per batch (several circuits stack into one forward, up to `stack_bytes` of buffers).
+
+    Mean ablation uses each source's mean over the whole dataset; pass `means` (e.g. summed over
+    shards with activations.source_mean_sums) or they are computed from `pairs`.
+    """
 
     def __init__(self, model, pairs, metric="logit_diff", ablation="resample", batch_size: int = 32,
-                 cache: bool = False):
+                 cache: bool = False, cache_bytes: int = 1 << 30, stack_bytes: int = 256 << 20,
+                 means: torch.Tensor | None = None):
         if ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
         self.model, self.pairs, self.batch_size, self.cache = model, pairs, batch_size, cache
+        self.cache_bytes, self.stack_bytes = cache_bytes, stack_bytes
         self.graph = Graph.from_model(model)
         self.metric, self.ablation = get_metric(metric), ablation
         self.split = is_bidirectional(model)
-        self._kept: list | None = None
+        self.means = means
+        self.patcher = per_model(model, Patcher, Patcher)
+        self._cached: dict[int, _Prepared] = {}  # chunk number -> prepared batch
+        self._cached_bytes = 0
         self.metric_clean = self.metric_corrupted = None
 
-    def _batches(self):
-        """(batch, ablated source activations) per batch; the first pass also sums the baselines."""
-        if self._kept is not None:
-            yield from self._kept
-            return
+    @property
+    def n_cached(self) -> int:
+        """Batches whose clean and ablated runs are kept (cache=True, within cache_bytes)."""
+        return len(self._cached)
+
+    @property
+    def _kept(self):  # the name older callers check; None until something is cached
+        return list(self._cached.values()) or None
+
+    def chunks(self) -> list[list[int]]:
+        """Pair indices of each batch (PromptPairs._chunks), the unit of `metric_sums`."""
+        return self.pairs._chunks(self.batch_size, self.split)
+
+    # ---------------------------------------------------------------- one batch
+    def _prepare(self, number: int, idx: list[int]) -> _Prepared:
+        if number in self._cached:
+            return self._cached[number]
         model, graph, m = self.model, self.graph, self.metric
-        device = model.cfg.device
-        means = (source_means(model, graph, self.pairs, self.batch_size, device, self.split)
-                 if self.ablation == "mean" else None)
-        clean = corrupted = 0.0
-        kept = []
-        for batch in self.pairs.batches(self.batch_size, device, self.split):
-            abl, corrupted_logits = ablated_acts(model, graph, batch, self.ablation, means)
-            batch.clean_logits = model(batch.clean)
-            clean += float(m(batch.clean_logits, batch).sum())
-            if corrupted_logits is None:  # zero / mean: the fully ablated model
-                corrupted_logits = run_patched(model, graph, batch, abl, graph.edge_mask)
-            corrupted += float(m(corrupted_logits, batch).sum())
-            if self.cache:
-                kept.append((batch, abl))
-            yield batch, abl
-        self.metric_clean, self.metric_corrupted = clean / len(self.pairs), corrupted / len(self.pairs)
-        if self.cache:
-            self._kept = kept
+        if self.ablation == "mean" and self.means is None:
+            self.means = source_means(model, graph, self.pairs, self.batch_size, model.cfg.device, self.split)
+        batch = self.pairs._batch(idx, model.cfg.device)
+        acts, corrupted_logits = ablated_acts(model, graph, batch, self.ablation, self.means)
+        abl = self.patcher.prepare(acts)
+        del acts
+        clean_logits = model(batch.clean)
+        batch.clean_logits = clean_logits
+        clean = m(clean_logits, batch).double()
+        if corrupted_logits is None:  # zero / mean: the fully ablated model
+            corrupted_logits = self.patcher.logits(batch, abl, graph.edge_mask)[0]
+        corrupted = m(corrupted_logits, batch).double()
+        del corrupted_logits
+        if not m.needs_clean_logits:
+            batch.clean_logits = None  # kept only for metrics that read it (kl)
+        prep = _Prepared(batch, abl, clean.cpu(), corrupted.cpu())
+        if self.cache and self._cached_bytes + prep.nbytes() <= self.cache_bytes:
+            self._cached[number] = prep
+            self._cached_bytes += prep.nbytes()
+        return prep
+
+    def _circuit_values(self, prep: _Prepared, masks: list[torch.Tensor], progress=None) -> list[torch.Tensor]:
+        """Metric per pair [B] (float64) with each kept-edge mask, circuits stacked C to a forward."""
+        g, m, batch = self.graph, self.metric, prep.batch
+        B, P = batch.clean.shape
+        per = (1 + g.n_sources) * B * P * g.cfg.d_model * prep.abl.acts.element_size() \
+            + B * P * self.model.cfg.d_vocab * 4
+        C = max(1, min(32, self.stack_bytes // per))
+        removed = [g.edge_mask & ~keep for keep in masks]
+        out: list = [None] * len(masks)
+        todo, first = [], {}  # identical masks (e.g. MIB's small fractions) are run once
+        for j, r in enumerate(removed):
+            if not r.any():
+                out[j] = prep.clean  # nothing removed: the clean run
+            else:
+                key = r.numpy().tobytes()
+                if key not in first:
+                    first[key] = j
+                    todo.append(j)
+        same = {j: first[removed[j].numpy().tobytes()] for j in range(len(masks)) if out[j] is None}
+        if batch.clean_logits is None and m.needs_clean_logits:
+            batch.clean_logits = self.model(batch.clean)
+        for k0 in range(0, len(todo), C):
+            group = todo[k0:k0 + C]
+            logits = self.patcher.logits(batch, prep.abl, torch.stack([removed[j] for j in group]))
+            for j, lg in zip(group, logits):
+                out[j] = m(lg, batch).double().cpu()
+            del logits
+            if progress and k0 + C < len(todo):
+                progress((k0 + C) / len(todo))
+        return [out[same[j]] if out[j] is None else out[j] for j in range(len(masks))]
+
+    def _batches(self, chunks):
+        for number, idx in chunks:
+            prep = self._prepare(number, idx)
+            yield prep
+            del prep
+
+    # ---------------------------------------------------------------- the API
+    def metric_sums(self, masks, chunks=None, progress=None) -> dict:
+        """Seam for sharding: Σ over the pairs of `chunks` (default: every batch; else indices into
+        self.chunks()) of the clean, fully ablated and each mask's metric, in float64:
+        {"clean", "corrupted", "circuits": [...], "count"}. Shards add their sums."""
+        all_chunks = self.chunks()
+        numbers = range(len(all_chunks)) if chunks is None else chunks
+        todo = [(n, all_chunks[n]) for n in numbers]
+        masks = [keep_mask(self.graph, k) for k in masks]
+        sums = {"clean": 0.0, "corrupted": 0.0, "circuits": [0.0] * len(masks), "count": 0}
+        with edge_hooks_enabled(self.model), torch.no_grad():
+            b = -1
+            for prep in self._batches(todo):  # not enumerate(): its result tuple would keep this batch alive into the next
+                b += 1
+                step = (lambda f, b=b: progress((b + f) / len(todo))) if progress else None
+                values = self._circuit_values(prep, masks, step)
+                sums["clean"] += float(prep.clean.sum())
+                sums["corrupted"] += float(prep.corrupted.sum())
+                for j, v in enumerate(values):
+                    sums["circuits"][j] += float(v.sum())
+                sums["count"] += len(prep.clean)
+                del prep, values  # before the next batch is prepared
+                if progress:
+                    progress((b + 1) / len(todo))
+        return sums
 
     def metrics(self, masks, progress=None) -> list[float]:
-        """Mean metric over pairs with each kept-edge mask ([n_sources, n_inputs] bool)."""
-        graph, m = self.graph, self.metric
-        totals = [0.0] * len(masks)
-        n_batches = self.pairs.n_batches(self.batch_size, self.split)
-        with edge_hooks_enabled(self.model), torch.no_grad():
-            for b, (batch, abl) in enumerate(self._batches()):
-                for j, keep in enumerate(masks):
-                    removed = graph.edge_mask & ~keep
-                    logits = (batch.clean_logits if not removed.any()
-                              else run_patched(self.model, graph, batch, abl, removed))
-                    totals[j] += float(m(logits, batch).sum())
-                    if progress:
-                        progress((b + (j + 1) / len(masks)) / n_batches)
-        return [t / len(self.pairs) for t in totals]
+        """Mean metric over pairs with each kept-edge mask ([n_sources, n_inputs] bool); also sets
+        metric_clean and metric_corrupted."""
+        s = self.metric_sums(masks, progress=progress)
+        self.metric_clean, self.metric_corrupted = s["clean"] / s["count"], s["corrupted"] / s["count"]
+        return [v / s["count"] for v in s["circuits"]]
 
     def faithfulness(self, circuit, progress=None) -> Faithfulness:
         keep = keep_mask(self.graph, circuit)
         (value,) = self.metrics([keep], progress)
         return Faithfulness(self.metric_clean, self.metric_corrupted, value, int(keep.sum()))
+
+    def per_pair(self, circuit, progress=None) -> dict[str, torch.Tensor]:
+        """Metric of every pair, in pair order (float64 [n_pairs]): the clean run, the fully
+        ablated run and the circuit. Pair i's values equal `evaluate` on that pair alone."""
+        keep = keep_mask(self.graph, circuit)
+        n = len(self.pairs)
+        out = {k: torch.zeros(n, dtype=torch.float64) for k in ("clean", "corrupted", "circuit")}
+        chunks = list(enumerate(self.chunks()))
+        with edge_hooks_enabled(self.model), torch.no_grad():
+            b = -1
+            for prep in self._batches(chunks):
+                b += 1
+                (value,) = self._circuit_values(prep, [keep])
+                idx = prep.batch.index.cpu()
+                out["clean"][idx], out["corrupted"][idx], out["circuit"][idx] = prep.clean, prep.corrupted, value
+                del prep  # before the next batch is prepared
+                if progress:
+                    progress((b + 1) / len(chunks))
+        self.metric_clean, self.metric_corrupted = float(out["clean"].mean()), float(out["corrupted"].mean())
+        return out
 
 
 def evaluate_masks(model, pairs, masks, metric="logit_diff", ablation="resample", batch_size: int = 32,
@@ -135,14 +252,35 @@ def log_spaced_ks(n_edges: int, n_points: int = 24) -> list[int]:
     return sorted({0, n_edges, *ks})
 
 
+def curve_ks(n_edges: int, n_points: int = 24) -> list[int]:
+    """The faithfulness curve's circuit sizes: log_spaced_ks plus int(p · n_edges) for every MIB
+    fraction p, sorted, unique."""
+    return sorted({*log_spaced_ks(n_edges, n_points), *(int(p * n_edges) for p in MIB_FRACTIONS)})
+
+
+def top_k_masks(graph: Graph, scores: torch.Tensor, ks, signed: bool = False) -> list[torch.Tensor]:
+    """The kept-edge mask of the top k edges (by |score|, or most negative first) for each k."""
+    order = rank_edges(scores.detach().cpu(), signed=signed)
+    masks = []
+    for k in ks:
+        keep = torch.zeros(graph.n_edges, dtype=torch.bool)
+        keep[order[:k]] = True
+        mask = torch.zeros_like(graph.edge_mask)
+        mask[graph.edge_mask] = keep
+        masks.append(mask)
+    return masks
+
+
 def faithfulness_curve(model, pairs, scores: torch.Tensor, metric="logit_diff", ablation="resample",
                        ks: list[int] | None = None, batch_size: int = 32, progress=None) -> list[dict]:
-    """Normalized faithfulness of the top-k circuit (by |score|) for each k. scores: one per graph edge."""
+    """Normalized faithfulness of the top-k circuit (by |score|) for each k (default `curve_ks`);
+    each point: k, fraction = k / n_edges, metric_clean / _corrupted / _circuit, normalized."""
     graph = Graph.from_model(model)
-    ks = ks or log_spaced_ks(graph.n_edges)
-    masks = [Circuit.from_scores(graph, scores, top_k=k).in_graph for k in ks]
-    clean, corrupted, values = evaluate_masks(model, pairs, masks, metric, ablation, batch_size, progress)
-    return [{"k": k, **Faithfulness(clean, corrupted, v, k).to_dict()} for k, v in zip(ks, values)]
+    ks = ks or curve_ks(graph.n_edges)
+    clean, corrupted, values = evaluate_masks(model, pairs, top_k_masks(graph, scores, ks), metric, ablation,
+                                              batch_size, progress)
+    return [{"k": k, "fraction": k / graph.n_edges, **Faithfulness(clean, corrupted, v, k).to_dict()}
+            for k, v in zip(ks, values)]
 
 
 def roc_auc(scores: torch.Tensor, truth: torch.Tensor, noise_floor: float = 1e-6):
