@@ -106,7 +106,7 @@ def test_server_runs_on_cuda(tmp_path, monkeypatch):
 
     monkeypatch.setenv("EDGEWISE_DEVICE", "cuda")
     task = ew.load_task("toy-ioi")
-    settings = Settings.from_env(data_dir=tmp_path / "data")
+    settings = Settings.from_env(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
     assert settings.resolved_device() == "cuda"
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/health").json()["device"] == "cuda"
