@@ -42,6 +42,8 @@ bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_slider.py
 	$(BIN)/python bench/bench_time_to_graph.py
 	$(BIN)/python bench/bench_load.py --seconds 20
+	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_loading.py
 
 # docs/results.md: every method and ACDC on every bundled task (about a minute on 2 CPU cores)
 results: $(STAMP)

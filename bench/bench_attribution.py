@@ -53,22 +53,28 @@ def random_pairs(model, n_pairs: int, n_tokens: int, seed=0):
     return ew.PromptPairs.from_records(model, recs)
 
 
-def floor_passes(model, pairs, n_grad_passes: int = 1, n_nograd: int = 1):
-    """The bare passes: n_nograd no-grad forwards + n_grad_passes forward+backward (activation grads only)."""
+def _leaf(x, hook):
+    return x.detach().requires_grad_(True)
+
+
+def floor_passes(model, pairs, n_grad_passes: int = 1, n_nograd: int = 1, batch_size: int | None = None):
+    """The bare passes: n_nograd no-grad forwards + n_grad_passes forward+backward (activation grads only).
+
+    The gradient starts at a leaf made of the first block's residual input (a hook), so the same
+    floor holds for learned, rotary and no positional embeddings alike.
+    """
     metric = ew.metrics.get_metric("logit_diff")
     saved = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        for batch in pairs.batches(len(pairs), model.cfg.device):
+        for batch in pairs.batches(batch_size or len(pairs), model.cfg.device):
             with torch.no_grad():
                 for _ in range(n_nograd):
                     model(batch.corrupted)
             for _ in range(n_grad_passes):
-                resid = model.embed(batch.clean) + model.pos_embed(batch.clean)
-                resid.requires_grad_(True)
-                logits = model(resid, start_at_layer=0)
-                metric(logits, batch).sum().backward()
+                with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", _leaf)]):
+                    metric(model(batch.clean), batch).float().sum().backward()
     finally:
         for p, r in zip(model.parameters(), saved):
             p.requires_grad_(r)
@@ -88,6 +94,15 @@ class Clock:
         if self.device == "cuda":
             torch.cuda.synchronize()
         return (time.thread_time() if self.cpu else time.perf_counter()) - t
+
+    def paired(self, a, b, repeats: int) -> tuple[float, float]:
+        """Medians of a() and b() run alternately, after one warm-up of each (s)."""
+        a(), b()
+        ta, tb = [], []
+        for _ in range(repeats):
+            ta.append(self.time(a))
+            tb.append(self.time(b))
+        return statistics.median(ta), statistics.median(tb)
 
     def ratio(self, floor, method, repeats: int) -> tuple[float, float, float]:
         """Median of method / mean(floor before, floor after), and the median times (s)."""

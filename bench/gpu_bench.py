@@ -13,17 +13,15 @@ Run by bench/gpu.sh; `--smoke` runs a tiny shape on whatever device there is (a 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 import edgewise as ew
+from bench_attribution import Clock, floor_passes, random_pairs
 from edgewise.evaluate import CircuitEvaluator
-from edgewise.metrics import get_metric
 
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
 
@@ -46,66 +44,10 @@ def build(shape: str, device: str) -> HookedTransformer:
     return HookedTransformer(cfg).eval()
 
 
-def random_pairs(model, n_pairs: int, n_tokens: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    V = model.cfg.d_vocab
-    recs = []
-    for _ in range(n_pairs):
-        clean = torch.randint(0, V, (n_tokens,), generator=g).tolist()
-        corrupted = list(clean)
-        corrupted[n_tokens // 2] = (clean[n_tokens // 2] + 1) % V
-        a, w = torch.randint(0, V, (2,), generator=g).tolist()
-        recs.append({"clean": clean, "corrupted": corrupted, "answer": a, "wrong_answer": w})
-    return ew.PromptPairs.from_records(model, recs)
-
-
-def _leaf(x, hook):
-    return x.detach().requires_grad_(True)
-
-
-def floor(model, pairs, batch_size: int, grad_passes: int = 1, nograd: int = 1) -> None:
-    """The passes EAP cannot avoid: no-grad forwards on corrupted, forward + activation-only backward on clean."""
-    metric = get_metric("logit_diff")
-    saved = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        for batch in pairs.batches(batch_size, model.cfg.device):
-            with torch.no_grad():
-                for _ in range(nograd):
-                    model(batch.corrupted)
-            for _ in range(grad_passes):
-                with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", _leaf)]):
-                    metric(model(batch.clean), batch).float().sum().backward()
-    finally:
-        for p, r in zip(model.parameters(), saved):
-            p.requires_grad_(r)
-
-
 def plain_forward(model, pairs, batch_size: int) -> None:
     with torch.no_grad():
         for batch in pairs.batches(batch_size, model.cfg.device):
             model(batch.clean)
-
-
-def timed(f, device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    f()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
-
-
-def paired(a, b, repeats: int, device: str) -> tuple[float, float]:
-    """Medians of a() and b() run alternately, after one warm-up of each."""
-    a(), b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(timed(a, device))
-        tb.append(timed(b, device))
-    return statistics.median(ta), statistics.median(tb)
 
 
 def measure(shape: str, device: str, n_pairs: int, n_tokens: int, batch_size: int, repeats: int) -> dict:
@@ -113,16 +55,17 @@ def measure(shape: str, device: str, n_pairs: int, n_tokens: int, batch_size: in
     pairs = random_pairs(model, n_pairs, n_tokens)
     graph = ew.Graph.from_model(model)
     bs = batch_size
-    fl, eap = paired(lambda: floor(model, pairs, bs), lambda: ew.attribute(model, pairs, "eap", batch_size=bs),
-                     repeats, device)
-    fl5, ig = paired(lambda: floor(model, pairs, bs, grad_passes=5, nograd=2),
-                     lambda: ew.attribute(model, pairs, "eap-ig-inputs", ig_steps=5, batch_size=bs),
-                     max(1, repeats // 2), device)
+    clock = Clock(device, wall=True)
+    fl, eap = clock.paired(lambda: floor_passes(model, pairs, batch_size=bs),
+                           lambda: ew.attribute(model, pairs, "eap", batch_size=bs), repeats)
+    fl5, ig = clock.paired(lambda: floor_passes(model, pairs, n_grad_passes=5, n_nograd=2, batch_size=bs),
+                           lambda: ew.attribute(model, pairs, "eap-ig-inputs", ig_steps=5, batch_size=bs),
+                           max(1, repeats // 2))
     scores = ew.attribute(model, pairs, "eap", batch_size=bs).scores
     keep = ew.Circuit.from_scores(graph, scores.float(), top_k=max(1, graph.n_edges // 10)).in_graph
     ev = CircuitEvaluator(model, pairs, batch_size=bs, cache=True)
     ev.metrics([keep])  # fills the cache: later calls cost one patched forward per batch
-    plain, patched = paired(lambda: plain_forward(model, pairs, bs), lambda: ev.metrics([keep]), repeats, device)
+    plain, patched = clock.paired(lambda: plain_forward(model, pairs, bs), lambda: ev.metrics([keep]), repeats)
     del ev
     peak = float("nan")
     if device == "cuda":
