@@ -94,6 +94,18 @@ def edges_of_every_kind(graph, per_kind=2):
                      if e in graph.edge_position]
 
 
+def reference_runs(model, pairs):
+    """(clean cache, corrupted cache) per pair from TransformerLens's own split, ungrouped k/v inputs
+    and per-head results: the plain-hooks reference the engine is checked against."""
+    model.set_use_split_qkv_input(True)
+    model.set_use_attn_result(True)
+    model.set_use_hook_mlp_in(True)
+    model.cfg.ungroup_grouped_query_attention = True
+    with torch.no_grad():
+        return [(model.run_with_cache(torch.tensor([c]))[1], model.run_with_cache(torch.tensor([x]))[1])
+                for c, x in zip(pairs.clean, pairs.corrupted)]
+
+
 @pytest.mark.parametrize("kind", SCORED)
 def test_eap_equals_finite_differences(checkpoints, kind):
     model = ew.load_model(str(checkpoints[kind]), device="cpu", dtype=torch.float64)
@@ -102,13 +114,7 @@ def test_eap_equals_finite_differences(checkpoints, kind):
     score = dict(zip(res.edges, res.scores.tolist()))
     assert not model.cfg.ungroup_grouped_query_attention  # the engine restores TL's flag
     # the reference: TransformerLens's own ungrouped k/v inputs and per-head results, plain hooks
-    model.set_use_split_qkv_input(True)
-    model.set_use_attn_result(True)
-    model.set_use_hook_mlp_in(True)
-    model.cfg.ungroup_grouped_query_attention = True
-    with torch.no_grad():
-        runs = [(model.run_with_cache(torch.tensor([c]))[1], model.run_with_cache(torch.tensor([x]))[1])
-                for c, x in zip(pairs.clean, pairs.corrupted)]
+    runs = reference_runs(model, pairs)
     eps, checked = 1e-5, 0
 
     def read(cache, name):
@@ -134,13 +140,8 @@ def test_exact_equals_brute_force_patching_under_a_post_norm(checkpoints, kind):
     pairs = ew.PromptPairs.from_records(model, RECORDS)
     score = dict(zip(*(lambda r: (r.edges, r.scores.tolist()))(ew.attribute(model, pairs, method="exact"))))
     graph = ew.Graph.from_model(model)
-    model.set_use_split_qkv_input(True)
-    model.set_use_attn_result(True)
-    model.set_use_hook_mlp_in(True)
-    model.cfg.ungroup_grouped_query_attention = True
+    runs = reference_runs(model, pairs)
     with torch.no_grad():
-        runs = [(model.run_with_cache(torch.tensor([c]))[1], model.run_with_cache(torch.tensor([x]))[1])
-                for c, x in zip(pairs.clean, pairs.corrupted)]
         base = [logit_diff_last(model(torch.tensor([c])), a, w)
                 for c, a, w in zip(pairs.clean, pairs.answer, pairs.wrong_answer)]
     for edge in [e for e in edges_of_every_kind(graph) if e.startswith("a")]:  # head sources
