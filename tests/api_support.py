@@ -115,16 +115,20 @@ def finished_run(client, **kw) -> dict:
 
 
 def read_sse(lines) -> list[tuple[str, dict]]:
-    """(event, data) pairs from an iterator of SSE lines."""
-    events, event = [], None
+    """(event, data) pairs from an iterator of SSE lines, up to the final event."""
+    return list(sse_events(lines))
+
+
+def sse_events(lines):
+    """(event, data) pairs from an iterator of SSE lines, as they come, up to the final event."""
+    event = None
     for line in lines:
         if line.startswith("event: "):
             event = line[7:]
         elif line.startswith("data: "):
-            events.append((event, json.loads(line[6:])))
+            yield event, json.loads(line[6:])
             if event in FINAL:
-                break
-    return events
+                return
 
 
 def free_port() -> int:

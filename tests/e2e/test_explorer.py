@@ -202,6 +202,7 @@ def test_hover_find_keyboard_and_picture_export(page, server, runs):
                key=lambda n: sum(n in edge_ends(e) for e in names))
     # hover a node: its edges highlighted, every other edge dimmed; away: back
     expect(page.locator("#faithfulness")).to_have_text(re.compile(r"^-?\d+\.\d{3}$"))  # the picture states it
+    expect(page.locator("#truth-stats")).to_contain_text("AUC")  # the known circuit's line is in the picture too
     svg_before = page.evaluate("window.__edgewise.svg()")
     page.mouse.move(*node_screen_pos(page, node), steps=8)  # a pointer's path: cytoscape fires mouseover on the way in
     page.wait_for_function(f"() => {cy}.edges('.hl').length > 0")
