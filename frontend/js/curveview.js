@@ -35,7 +35,7 @@ export function liveEvent(id, kind, data) {
   else if (kind === "mib") showMib(data);
 }
 
-/** A newly opened run: its stored curve (curveP: GET /curve, as curvePoints or an Error) and MIB. */
+/** A newly opened run: its stored curve (curveP: GET /curve's raw `points`, or an Error) and MIB. */
 export async function startCurve(run, curveP) {
   app.curve = { id: run.id, points: new Map(), total: null };
   app.curveLog = [];  // points on the chart after each live `curve` event (the test hook reads it)
@@ -65,14 +65,15 @@ async function loadMib(run, live) {
 export async function finishCurve(run) {
   if (!same(app.run?.id, run.id)) return;
   app.run = { ...app.run, status: run.status, curve_complete: run.curve_complete, warnings: run.warnings ?? app.run.warnings };
-  const pts = await api.curve(run.id).then(curvePoints, () => []);
+  const pts = await api.curve(run.id).then((c) => c.points ?? [], () => []);
   if (!same(app.run?.id, run.id)) return;
   await merge(pts);
   onCurve(false);
   loadMib(run, null);
 }
 
-/** Add points to the open run's curve and redraw it; first: a new run's (the old run's dot goes). */
+/** Add raw curve points (the API's, or `curve` events) to the open run's curve and redraw it; first: a
+ * new run's (the old run's dot goes). */
 async function merge(points, first = false) {
   const c = app.curve;
   for (const p of curvePoints(points)) c.points.set(p.k, p);

@@ -134,7 +134,7 @@ export async function openRun(id, { state = {}, push = true } = {}) {
   }
   // a run that failed after its scores were stored (e.g. during its curve) still shows its graph
   showRunError(run.status === "failed" ? `Run ${id} failed after its scores were stored: ${run.error ?? ""}` : "");
-  const curveP = api.curve(id).then(curvePoints, (e) => e);  // stored with the run: cheap
+  const curveP = api.curve(id).then((c) => c.points ?? [], (e) => e);  // stored with the run: cheap; raw points
   let data, own;
   try {
     [data, own] = await Promise.all([api.edges(id, { top_k: MAX_SHOWN }), run.method === "imported" ? ownEdges(id) : null]);
@@ -174,7 +174,7 @@ export async function openRun(id, { state = {}, push = true } = {}) {
     if (k == null) {
       const pts = await curveP;
       if (seq !== openSeq) return;
-      k = Array.isArray(pts) ? firstFaithful(pts, kMax) : null;
+      k = Array.isArray(pts) ? firstFaithful(curvePoints(pts), kMax) : null;
     }
     app.sel.k = k ?? defaultK(app.nTotal, kMax);
   }

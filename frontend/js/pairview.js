@@ -86,7 +86,7 @@ function render(res) {
       h("td", { class: "answers" }, p.answer === null || p.answer === undefined ? "—"
         : [h("span", { class: "tok ans" }, showToken(fmtText(p.answer))), " vs ", h("span", { class: "tok" }, showToken(fmtText(p.wrong_answer)))]),
       num(p.metric_clean), num(p.metric_corrupted), num(p.metric_circuit, "num circuit"),
-      h("td", { class: `num faith${bad ? " bad" : ""}`, "data-value": p.normalized === null ? "" : String(p.normalized) },
+      h("td", { class: `num norm${bad ? " bad" : ""}`, "data-value": p.normalized === null ? "" : String(p.normalized) },
         formatNormalized(p.normalized)));
   }));
 }

@@ -105,6 +105,11 @@ def test_prompt_pairs_table_equals_evaluate_on_each_pair_and_follows_the_slider_
     run = finished_run(server, TASK, records, f"{TASK}.jsonl", method="eap", metric="logit_diff")
     page.goto(f"{server}/?run={run['id']}&k=20")
     wait_view(page, run["id"])
+    # a finished run opened from its link: the chart draws its whole stored curve
+    api_curve = [p["k"] for p in get(f"{server}/api/runs/{run['id']}/curve")["points"] if p["k"] > 0]
+    page.wait_for_function(f"() => window.__edgewise.curve.length === {len(api_curve)}")
+    assert page.evaluate("document.getElementById('chart').data[0].x") == api_curve
+    expect(page.locator("#chart-note")).to_have_text(f"{len(api_curve)} points")
     table = page.get_by_role("table", name="Prompt pairs")
     rows = table.locator("tbody tr")
     expect(rows).to_have_count(N_PAIRS)
@@ -113,7 +118,7 @@ def test_prompt_pairs_table_equals_evaluate_on_each_pair_and_follows_the_slider_
     def read() -> list[dict]:
         return page.evaluate("""() => [...document.querySelectorAll('#pairs-body tr')].map(tr => {
             const v = (c) => tr.querySelector(c).dataset.value;
-            return {index: +tr.dataset.index, circuit: +v('td.circuit'), faith: v('td.faith') === '' ? null : +v('td.faith'),
+            return {index: +tr.dataset.index, circuit: +v('td.circuit'), faith: v('td.norm') === '' ? null : +v('td.norm'),
                     tokens: [...tr.querySelectorAll('td.prompt .tok')].length,
                     changed: [...tr.querySelectorAll('td.prompt .tok.diff')].length}; })""")
 
