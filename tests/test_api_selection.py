@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from api_support import finished_run, make_model, settings, sse_events, start_run, tiny_records, upload, wait
+from api_support import eap_ig_prune, finished_run, make_model, settings, sse_events, start_run, tiny_records, upload, wait
 from fastapi.testclient import TestClient
 
 import edgewise as ew
@@ -29,24 +29,6 @@ def client(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(client):
     return finished_run(client, batch_size=4)
-
-
-def ends(name: str) -> tuple[str, str]:
-    src, dst, _ = ew.Graph.split_edge(name)
-    return src, dst
-
-
-def eap_ig_prune(names: set[str]) -> set[str]:
-    """EAP-IG's Graph.prune: drop every node without a kept incoming edge (input exempt) or without a
-    kept outgoing edge (logits exempt), and the edges that lose an end, until nothing changes."""
-    while True:
-        has_out = {ends(e)[0] for e in names}
-        has_in = {ends(e)[1] for e in names} | {"input"}
-        alive = lambda n: n == "logits" or (n in has_out and n in has_in)  # noqa: E731
-        kept = {e for e in names if all(alive(n) for n in ends(e))}
-        if kept == names:
-            return kept
-        names = kept
 
 
 def ranked(client, run_id, **params) -> list[str]:
