@@ -71,7 +71,9 @@ def test_graph_at_scored_chart_fills_in_mib_beside_it_models_grouped_dtype_reach
     dtypes = page.evaluate("() => [...document.getElementById('dtype').options].map(o => o.value)")
     assert dtypes == model_info["dtypes"] and dtypes[0] == "float32"  # float32 only: this server computes on a CPU
     page.get_by_label("Dtype").select_option(dtypes[-1])
-    page.get_by_role("button", name="Run attribution").click()
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/runs")) as posted:
+        page.get_by_role("button", name="Run attribution").click()
+    assert posted.value.post_data_json["dtype"] == dtypes[-1]  # the choice is sent, not left to the default
 
     wait_view(page)
     first = page.evaluate("window.__edgewise.firstDraw")
