@@ -128,7 +128,7 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1440, "height": 900})
                 t0 = time.perf_counter()
                 page.goto(f"{base}/?run={run['id']}&k=200")
-                page.wait_for_function("window.__edgewise && window.__edgewise.ready", timeout=60_000)
+                page.wait_for_function("() => window.__edgewise && window.__edgewise.ready", timeout=60_000)
                 open_s = time.perf_counter() - t0
                 up = [round(i * 1000 / (args.steps - 1)) for i in range(args.steps)]
                 page.evaluate(SWEEP, [0])

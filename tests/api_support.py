@@ -115,16 +115,20 @@ def finished_run(client, **kw) -> dict:
 
 
 def read_sse(lines) -> list[tuple[str, dict]]:
-    """(event, data) pairs from an iterator of SSE lines."""
-    events, event = [], None
+    """(event, data) pairs from an iterator of SSE lines, up to the final event."""
+    return list(sse_events(lines))
+
+
+def sse_events(lines):
+    """(event, data) pairs from an iterator of SSE lines, as they come, up to the final event."""
+    event = None
     for line in lines:
         if line.startswith("event: "):
             event = line[7:]
         elif line.startswith("data: "):
-            events.append((event, json.loads(line[6:])))
+            yield event, json.loads(line[6:])
             if event in FINAL:
-                break
-    return events
+                return
 
 
 def free_port() -> int:
@@ -180,3 +184,21 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def eap_ig_prune(names: set[str]) -> set[str]:
+    """EAP-IG's Graph.prune, written out independently of the engine's prune_connected: drop every node
+    without a kept incoming edge (input exempt) or without a kept outgoing edge (logits exempt), and the
+    edges that lose an end, until nothing changes."""
+    def ends(name: str) -> tuple[str, str]:
+        src, dst, _ = ew.Graph.split_edge(name)
+        return src, dst
+
+    while True:
+        has_out = {ends(e)[0] for e in names}
+        has_in = {ends(e)[1] for e in names} | {"input"}
+        alive = lambda n: n == "logits" or (n in has_out and n in has_in)  # noqa: E731
+        kept = {e for e in names if all(alive(n) for n in ends(e))}
+        if kept == names:
+            return kept
+        names = kept

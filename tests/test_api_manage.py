@@ -276,6 +276,9 @@ class Recorder:
     def curve_point(self, point, index, total):
         self.points.append((index, total, point["k"]))
 
+    def mib(self, scores):
+        self.mib_scores = scores
+
 
 def test_a_run_reports_model_loading_then_scores_then_each_curve_point(app, client):
     ds = upload(client)
@@ -288,11 +291,13 @@ def test_a_run_reports_model_loading_then_scores_then_each_curve_point(app, clie
     stages = [stage for _, stage, _ in job.reports]
     # the tiny catalog's loader reports "weights" halfway; the page shows it as the stage's detail
     assert ("loading model", "weights") in [(s, d) for _, s, d in job.reports]
-    assert stages.index("loading model") < stages.index("attribution") < stages.index("faithfulness curve")
+    assert stages.index("loading model") < stages.index("attribution") < stages.index("faithfulness curve") < \
+        stages.index("mib")
     fractions = [f for f, _, _ in job.reports]
     assert fractions == sorted(fractions) and fractions[-1] <= 1
     ks = ctx.engine.curve_ks(len(job.scores))
     assert job.points == [(i, len(ks), k) for i, k in enumerate(ks)] and job.n_points == len(ks)
+    assert {"cpr", "cmd", "points", "points_abs"} <= set(job.mib_scores)
 
 
 def test_concurrency_runs_several_jobs_at_once_sharing_the_device(tmp_path):

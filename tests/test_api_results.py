@@ -79,7 +79,7 @@ def test_repeated_faithfulness_reuses_the_cached_activations(client, run):
     ev = client.app.state.ctx.engine.evaluator(client.get(f"/api/runs/{run['id']}").json())
     url = f"/api/runs/{run['id']}/faithfulness"
     client.post(url, json={"top_k": 3})
-    assert ev._kept is not None  # clean and ablated activations kept after the first call
+    assert ev.n_cached == ev.pairs.n_batches(ev.batch_size)  # clean and ablated activations kept after the first call
     calls = []
     orig = ev.model.forward
 

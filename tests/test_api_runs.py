@@ -35,16 +35,18 @@ def test_run_answers_202_at_once_then_streams_progress_and_done(client):
     assert time.perf_counter() - t0 < 1.0 and run["status"] in ("queued", "running")
     evs = events(client, run["id"])
     names = [e for e, _ in evs]
-    assert names[-1] == "done" and set(names[:-1]) == {"progress", "scored", "curve"} and len(names) >= 3
-    # scores first: `scored` once, before every curve point, and the curve's points in order
+    assert names[-1] == "done" and set(names[:-1]) == {"progress", "scored", "curve", "mib"} and len(names) >= 4
+    # scores first: `scored` once, before every curve point, and the curve's points in order; MIB's
+    # scores once, after the last curve point
     assert names.count("scored") == 1 and names.index("scored") < names.index("curve")
+    assert names.count("mib") == 1 and names.index("mib") > max(i for i, e in enumerate(names) if e == "curve")
     curve = [d for e, d in evs if e == "curve"]
     assert [c["index"] for c in curve] == list(range(curve[0]["total"])) and curve[-1]["k"] == evs[-1][1]["n_edges"]
     assert evs[-1][1]["scored"] and evs[-1][1]["curve_complete"]
     fractions = [d["progress"] for e, d in evs if e == "progress"]
     assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
     stages = [d["stage"] for e, d in evs if e == "progress"]
-    assert set(stages) <= {"starting", "loading model", "attribution", "saving", "faithfulness curve"}
+    assert set(stages) <= {"starting", "loading model", "attribution", "saving", "faithfulness curve", "mib"}
     assert "faithfulness curve" in stages and ("attribution" in stages or names.index("scored") == 1)
     done = evs[-1][1]
     assert done["status"] == "done" and done["progress"] == 1 and done["n_edges"] == ew.Graph.from_model(make_model()).n_edges
@@ -69,7 +71,9 @@ def test_curve_points_setting(tmp_path):
     with TestClient(create_app(settings(tmp_path, curve_points=4))) as c:
         run = wait(c, start_run(c, upload(c)["id"])["id"])
         ks = [p["k"] for p in c.get(f"/api/runs/{run['id']}/curve").json()["points"]]
-        assert ks[0] == 0 and ks[-1] == run["n_edges"] and len(ks) <= 6
+        # 4 log-spaced sizes (plus 0 and all) and MIB's 10 fractions of the edges
+        assert ks == ew.curve_ks(run["n_edges"], 4) and ks[0] == 0 and ks[-1] == run["n_edges"]
+        assert {int(p * run["n_edges"]) for p in ew.MIB_FRACTIONS} <= set(ks) and len(ks) <= 16
 
 
 def test_models_are_loaded_once_across_runs(app, client):

@@ -99,10 +99,6 @@ class CircuitEvaluator:
         """Batches whose clean and ablated runs are kept (cache=True, within cache_bytes)."""
         return len(self._cached)
 
-    @property
-    def _kept(self):  # the name older callers check; None until something is cached
-        return list(self._cached.values()) or None
-
     def chunks(self) -> list[list[int]]:
         """Pair indices of each batch (PromptPairs._chunks), the unit of `metric_sums`."""
         return self.pairs._chunks(self.batch_size, self.split)

@@ -6,10 +6,11 @@ import { tokenFrom } from "./state.js";
 const token = tokenFrom(window.location.search);
 
 export class ApiError extends Error {
-  constructor(status, detail, path) {
+  constructor(status, detail, path, retryAfter = null) {
     const lines = formatDetail(detail);
     super(lines.join("\n") || `HTTP ${status} on ${path}`);
     this.status = status;
+    this.retryAfter = retryAfter;  // seconds, from a 503's or 429's Retry-After
     this.detail = detail;
     this.lines = lines.length ? lines : [this.message];
   }
@@ -40,7 +41,8 @@ async function request(path, { method = "GET", json, body, signal, raw = false }
       const data = await res.json();
       detail = data.detail ?? data;
     } catch { /* not JSON: keep the status line */ }
-    throw new ApiError(res.status, detail, path);
+    const wait = Number(res.headers.get("Retry-After"));
+    throw new ApiError(res.status, detail, path, res.headers.has("Retry-After") && Number.isFinite(wait) ? wait : null);
   }
   if (raw) return res;
   if (res.status === 204) return null;
@@ -79,11 +81,23 @@ export function uploadDataset({ file, text, name, model }) {
 }
 
 export const createRun = (body) => request("/api/runs", { method: "POST", json: body });
-export const listRuns = () => request("/api/runs");
+/** One page of runs, newest first: {runs, total} (total from X-Total-Count). */
+export async function listRuns({ limit = 50, offset = 0 } = {}) {
+  const res = await request(`/api/runs${query({ limit, offset })}`, { raw: true });
+  const runs = await res.json();
+  const total = Number(res.headers.get("X-Total-Count"));
+  return { runs, total: Number.isFinite(total) && res.headers.has("X-Total-Count") ? total : runs.length };
+}
 export const getRun = (id) => request(`/api/runs/${enc(id)}`);
+export const renameRun = (id, name) => request(`/api/runs/${enc(id)}`, { method: "PATCH", json: { name } });
+export const deleteRun = (id) => request(`/api/runs/${enc(id)}`, { method: "DELETE" });
 export const cancelRun = (id) => request(`/api/runs/${enc(id)}/cancel`, { method: "POST" });
 export const edges = (id, params = {}) => request(`/api/runs/${enc(id)}/edges${query(params)}`);
 export const curve = (id) => request(`/api/runs/${enc(id)}/curve`);
+/** MIB's CPR/CMD of a run (409 until computed). */
+export const mib = (id) => request(`/api/runs/${enc(id)}/mib`);
+/** Per-pair metrics at a selection ({top_k | min_abs_score | own, connected, limit}), worst first. */
+export const pairs = (id, params = {}, signal) => request(`/api/runs/${enc(id)}/pairs${query(params)}`, { signal });
 export const faithfulness = (id, body, signal) =>
   request(`/api/runs/${enc(id)}/faithfulness`, { method: "POST", json: body, signal });
 export const circuit = (id, params = {}) => request(`/api/runs/${enc(id)}/circuit${query(params)}`);
@@ -93,46 +107,53 @@ const TERMINAL = new Set(["done", "failed", "cancelled"]);
 
 /**
  * Follow a run until it ends: server-sent events when they work, polling GET /api/runs/{id} when
- * they do not. onUpdate({status, progress, error}) is called for every change; returns stop().
+ * they do not. Handlers (all optional): onProgress({status, progress, stage}) for every change,
+ * onScored(run) once the scores are stored (the graph can be drawn), onCurve(point) per faithfulness-
+ * curve point, onMib(scores) after the curve, onEnd(run) once at the end. Returns stop().
  */
-export function followRun(id, onUpdate) {
-  let stopped = false;
-  let source = null;
-  let timer = null;
-  let last = null;
+export function followRun(id, { onProgress, onScored, onCurve, onMib, onEnd } = {}) {
+  let stopped = false, source = null, timer = null, last = null, scored = false;
 
-  const emit = (info) => {
-    if (stopped || !info) return;
-    const key = `${info.status}|${info.progress}`;
-    if (key === last) return;
+  const progress = (info) => {
+    const key = `${info.status}|${info.progress}|${info.stage}`;
+    if (stopped || key === last) return;
     last = key;
-    onUpdate(info);
-    if (TERMINAL.has(info.status)) stop();
+    onProgress?.(info);
+  };
+  const scoredOnce = (run) => {
+    if (stopped || scored) return;
+    scored = true;
+    onScored?.(run);
+  };
+  const end = (run) => {
+    if (stopped) return;
+    if (run.scored) scoredOnce(run);  // the stream may have been missed: the end still opens it
+    stop();
+    onEnd?.(run);
   };
 
   const poll = async () => {
     if (stopped) return;
     try {
-      emit(await getRun(id));
+      const run = await getRun(id);
+      if (TERMINAL.has(run.status)) return end(run);
+      if (run.scored) scoredOnce(run);
+      progress(run);
     } catch (e) {
-      if (e.status === 404) return emit({ status: "failed", progress: 0, error: e.message });
+      if (e.status === 404) return end({ id, status: "failed", progress: 0, error: e.message });
     }
     if (!stopped) timer = setTimeout(poll, source ? 3000 : 1000);
   };
 
-  const parse = (ev, status) => {
-    let data = {};
-    try { data = JSON.parse(ev.data); } catch { data = { progress: parseFloat(ev.data) }; }
-    if (typeof data === "number") data = { progress: data };
-    const st = data.status ?? status;
-    emit({ ...data, status: st ?? "running", progress: data.progress ?? (st === "done" ? 1 : 0) });
-  };
+  const data = (ev) => { try { return JSON.parse(ev.data); } catch { return {}; } };
 
   if (typeof EventSource !== "undefined") {
     source = new EventSource(withToken(`/api/runs/${enc(id)}/events`));
-    source.addEventListener("message", (ev) => parse(ev));
-    source.addEventListener("progress", (ev) => parse(ev, "running"));
-    for (const st of TERMINAL) source.addEventListener(st, (ev) => parse(ev, st));
+    source.addEventListener("progress", (ev) => progress({ status: "running", ...data(ev) }));
+    source.addEventListener("scored", (ev) => scoredOnce(data(ev)));
+    source.addEventListener("curve", (ev) => { if (!stopped) onCurve?.(data(ev)); });
+    source.addEventListener("mib", (ev) => { if (!stopped) onMib?.(data(ev)); });
+    for (const st of TERMINAL) source.addEventListener(st, (ev) => end({ ...data(ev), status: st }));
     source.onerror = () => {  // closed or unsupported: fall back to polling (which also confirms the end)
       source.close();
       source = null;

@@ -2,7 +2,10 @@
 export const app = {
   models: [],
   tasks: [],
-  runs: [],
+  runs: [],            // the newest runs (GET /api/runs): compare choices, titles
+  runsPage: [],        // the page of the past-runs list shown
+  runsOffset: 0,
+  runsTotal: 0,
   datasets: new Map(), // dataset id → GET /api/datasets entry (file name, pairs), for run titles
   source: null,        // {file} or {text, name}: what the next dataset upload sends
   checking: false,     // the upload of `source` is under way
@@ -25,4 +28,7 @@ export const app = {
   faithSeq: 0,
   following: null,     // id of the run the progress bar follows
   cfg: null,           // the open run's model shape (n_layers, n_heads, attn_only, …)
+  live: null,          // the followed run's events so far: {id, points, mib, total} (curveview.js)
+  curve: null,         // the open run's curve: {id, points: Map k → point, total}
+  curveLog: [],        // the open run's chart size after each live curve point
 };

@@ -91,6 +91,13 @@ export class Chart {
     await this.render();
   }
 
+  /** More points of the open run's curve (a live run's `curve` events): the shown circuit's dot stays. */
+  async setPoints(points, noteText = null) {
+    this.points = points;
+    this.note = noteText;
+    await this.render();
+  }
+
   /** The other run's curve (compare), or null to remove it. labels: {a, b} for the legend. */
   async setCompare(points, labels = { a: "A", b: "B" }) {
     this.pointsB = points;

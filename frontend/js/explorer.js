@@ -6,12 +6,15 @@ import { app } from "./app.js";
 import { Chart, RocChart, curvePoints } from "./chart.js";
 import { compareShown, compareStats } from "./compare.js";
 import { edgesShown, formatFaith, formatInt, formatScore } from "./format.js";
-import { fillFromRun, follow, modelName, showRunError } from "./form.js";
+import { finishCurve, initCurveView, liveEvent, showMib, startCurve } from "./curveview.js";
+import { fillFromRun, follow, showRunError } from "./form.js";
 import { GraphView } from "./graph.js";
-import { edgeCount, inferConfig, parseEdge } from "./layout.js";
+import { parseEdge, runConfig } from "./layout.js";
 import { edgeWeight } from "./look.js";
 import { fillCompare, initOverlays, loadOverlay, renderInsights, setCompare, showCompareLegend, showTruth } from "./overlays.js";
-import { h, hideNodePanel, renderRuns, runSettings, showNodePanel, showRunWarnings, showTooltip, toast } from "./panels.js";
+import { clearPairs, refreshPairs } from "./pairview.js";
+import { h, hideNodePanel, runSettings, showNodePanel, showRunWarnings, showTooltip, toast } from "./panels.js";
+import { renderRuns } from "./runs.js";
 import { MAX_SHOWN, defaultK, kScale, scoreScale, selectByScore, selectEdges, selectionKey, sliderMax, sortByAbs, thresholdFor } from "./select.js";
 import { ThresholdSlider } from "./slider.js";
 import { encodeState } from "./state.js";
@@ -38,6 +41,11 @@ export function initExplorer(cytoscape, Plotly) {
   rocChart = new RocChart(Plotly, $("roc"));
   slider = new ThresholdSlider($("threshold"), { onInput: onSlide, onCommit: () => commit() });
   initOverlays({ chart, rocChart }, { applyScale, refresh, commit, syncUrl });
+  initCurveView(chart, (first) => {
+    if (first) chartDot = null;
+    showFaith();
+    chart.mark(app.shown.length);
+  });
   $("rule").addEventListener("change", onRuleChange);
   $("compare").addEventListener("change", () => setCompare($("compare").value || null));
   $("truth").addEventListener("change", () => {
@@ -58,69 +66,92 @@ export function onPopState(s) {
 }
 
 // ---------------------------------------------------------------- opening and closing a run
-function cfgFor(run, nTotal, edges) {
-  const c = run.cfg ?? run.graph ?? null;
-  if (c && c.n_layers) return c;
-  const m = app.models.find((x) => modelName(x) === run.model);
-  const L = m?.layers ?? m?.n_layers, H = m?.heads ?? m?.n_heads;
-  if (L && H) {
-    // attn_only is not in the model list: the edge count tells
-    const attn_only = m.attn_only ?? (edgeCount({ n_layers: L, n_heads: H, attn_only: true }) === nTotal);
-    return { n_layers: L, n_heads: H, attn_only, parallel_attn_mlp: !!m.parallel_attn_mlp };
-  }
-  for (const attn_only of [false, true]) {  // the names tell the shape
-    const guess = { ...inferConfig(edges.map((e) => e.name)), attn_only };
-    if (edgeCount(guess) === nTotal) return guess;
-  }
-  return inferConfig(edges.map((e) => e.name));
-}
-
 const withEnds = (e) => (e.src && e.dst ? e : { ...e, ...parseEdge(e.name) });
 
-/**
- * An imported circuit's own in_graph edges (GET /circuit with no selection), or null if it marks none.
- * The whole file travels (GPT-2: 32k edges, ~1 s); GET /edges?own=true (docs/api.md) will send only them.
- */
+/** An imported circuit's own in_graph edges (GET /edges?own=true), ranked, or null if it marks none. */
 async function ownEdges(id) {
-  let c = await api.circuit(id);
-  if (typeof c === "string") c = JSON.parse(c);
-  const own = Object.entries(c.edges ?? {}).filter(([, e]) => e.in_graph)
-    .map(([name, e]) => withEnds({ name, score: e.score ?? 0 }));
-  return own.length ? sortByAbs(own) : null;
+  const own = (await api.edges(id, { own: true })).edges.map(withEnds);
+  return own.length ? own : null;
+}
+
+let opening = null;  // the run openRun is loading
+let drawnLive = null;  // the followed run, once opened at `scored` (its end then leaves the view alone)
+
+/** The followed run is scored: draw it now (its curve and MIB scores fill in as they come). */
+export function onScored(run) {
+  drawnLive = run.id;
+  if (String(app.run?.id) === String(run.id) || String(opening) === String(run.id)) return;
+  openRun(run.id);
+}
+
+/** A followed run's `curve` point or `mib` scores. */
+export function onEvent(id, kind, data) {
+  liveEvent(id, kind, data);
+}
+
+/** A followed run ended: the open view takes its final state (or opens it, if `scored` was never seen). */
+export function onEnd(run) {
+  if (String(app.run?.id) !== String(run.id)) {
+    if (run.status === "done" && String(drawnLive) !== String(run.id)) openRun(run.id);
+    return;
+  }
+  app.run = { ...app.run, ...run };
+  renderTitle(app.run);
+  showRunWarnings(app.run.warnings ?? []);
+  if (run.status === "failed") showRunError(`Run ${run.id} failed after its scores were stored: ${run.error ?? ""}`);
+  finishCurve(app.run);
+  renderRuns();
+}
+
+/** A run was deleted: leave it if open, drop it as the compared run. */
+export function onDeleted(id) {
+  if (String(app.cmp?.run.id) === String(id)) setCompare(null);
+  if (String(app.run?.id) === String(id)) {
+    closeRun();
+    history.pushState(null, "", window.location.pathname + encodeState({}, window.location.search));
+  }
 }
 
 /** Open run `id`; state: what the URL asks for ({k, rule, t, connected, cmp, node}). */
 export async function openRun(id, { state = {}, push = true } = {}) {
   const seq = ++openSeq;
+  opening = id;
   let run;
   try {
     run = await api.getRun(id);
   } catch (e) {
+    if (seq === openSeq) opening = null;
     toast(e.status === 404 ? `Run ${id} no longer exists on this server` : `Could not open run ${id}: ${e.message}`, "error");
     return;
   }
   if (seq !== openSeq) return;
-  if (run.status === "queued" || run.status === "running") { follow(run.id ?? id); return; }
-  if (run.status !== "done") {
-    showRunError(run.status === "failed" ? `Run ${id} failed: ${run.error ?? ""}` : `Run ${id} was ${run.status}.`);
+  const live = run.status === "queued" || run.status === "running";
+  if (live && String(app.following) !== String(run.id ?? id)) follow(run.id ?? id);  // draws it at `scored`
+  if (!run.scored) {
+    opening = null;
+    if (!live) showRunError(run.status === "failed" ? `Run ${id} failed: ${run.error ?? ""}` : `Run ${id} was ${run.status}.`);
     return;
   }
-  showRunError("");
-  const curveP = api.curve(id).then(curvePoints, (e) => e);  // stored with the run: cheap
+  // a run that failed after its scores were stored (e.g. during its curve) still shows its graph
+  showRunError(run.status === "failed" ? `Run ${id} failed after its scores were stored: ${run.error ?? ""}` : "");
+  const curveP = api.curve(id).then((c) => c.points ?? [], (e) => e);  // stored with the run: cheap; raw points
   let data, own;
   try {
     [data, own] = await Promise.all([api.edges(id, { top_k: MAX_SHOWN }), run.method === "imported" ? ownEdges(id) : null]);
   } catch (e) {
+    if (seq === openSeq) opening = null;
     toast(`Could not load the edges of run ${id}: ${e.message}`, "error");
     return;
   }
   if (seq !== openSeq) return;
+  opening = null;
   run.id = run.id ?? id;
-  Object.assign(app, { run, exact: new Map(), own, all: null, allScores: new Map(), cmp: null, truth: null });
+  Object.assign(app, { run, exact: new Map(), own, all: null, allScores: new Map(), cmp: null, truth: null,
+    firstDraw: { run: run.id, status: run.status } });
   app.loaded = sortByAbs(data.edges.map(withEnds));
   app.nTotal = data.n_edges_total ?? app.loaded.length;
   app.maxAbs = Math.max(app.loaded.length ? Math.abs(app.loaded[0].score) : 0, ...(own ?? []).map((e) => Math.abs(e.score)));
-  app.cfg = cfgFor(run, app.nTotal, app.loaded);
+  app.cfg = runConfig(run, app.nTotal, app.loaded.map((e) => e.name), app.models);
   chartDot = null;
 
   $("empty-state").hidden = true;
@@ -143,7 +174,7 @@ export async function openRun(id, { state = {}, push = true } = {}) {
     if (k == null) {
       const pts = await curveP;
       if (seq !== openSeq) return;
-      k = Array.isArray(pts) ? firstFaithful(pts, kMax) : null;
+      k = Array.isArray(pts) ? firstFaithful(curvePoints(pts), kMax) : null;
     }
     app.sel.k = k ?? defaultK(app.nTotal, kMax);
   }
@@ -155,9 +186,9 @@ export async function openRun(id, { state = {}, push = true } = {}) {
   showTruth();
   refresh();
   syncUrl(push);
-  renderRuns(app.runs, run.id, (rid) => openRun(rid), app.datasets);
+  renderRuns();
   if (state.node) openNode(state.node, false);
-  loadCurve(run.id, curveP);
+  startCurve(run, curveP);
   fillCompare();
   if (state.cmp) setCompare(state.cmp, false);
   loadOverlay(run);
@@ -168,7 +199,7 @@ export async function openRun(id, { state = {}, push = true } = {}) {
 /** No run (the URL lost it: back to "/"): the empty page. */
 export function closeRun() {
   openSeq++;
-  Object.assign(app, { run: null, loaded: [], shown: [], own: null, all: null, cmp: null, truth: null, nTotal: 0, node: null });
+  Object.assign(app, { run: null, loaded: [], shown: [], own: null, all: null, cmp: null, truth: null, nTotal: 0, node: null, curve: null });
   hideNodePanel();
   view.clear();
   $("empty-state").hidden = false;
@@ -183,7 +214,9 @@ export function closeRun() {
   renderInsights(null, null);
   chart.setCompare(null);
   chart.setCurve([], "Run attribution to see faithfulness");
-  renderRuns(app.runs, null, (rid) => openRun(rid), app.datasets);
+  showMib(null);
+  clearPairs();
+  renderRuns();
   window.__edgewise.ready = true;
 }
 
@@ -196,23 +229,11 @@ function firstFaithful(points, kMax) {
 function renderTitle(run) {
   const imported = run.method === "imported";
   const st = runSettings(run, app.datasets);
-  const parts = [["model", run.model ?? run.meta?.model], [imported ? "imported" : "method", imported ? run.meta?.method ?? "circuit" : run.method],
-    ["metric", run.metric], ["ablation", st.ablation], ["IG", st.steps], ["dataset", st.dataset], ["run", `#${run.id}`]];
+  const parts = [["", run.name], ["model", run.model ?? run.meta?.model], [imported ? "imported" : "method", imported ? run.meta?.method ?? "circuit" : run.method],
+    ["metric", run.metric], ["ablation", st.ablation], ["IG", st.steps], ["dtype", imported ? null : run.dtype ?? "float32"],
+    ["dataset", st.dataset], ["run", `#${run.id}`]];
   $("run-title").replaceChildren(...parts.filter(([, v]) => v !== undefined && v !== null).map(([k, v]) =>
     h("span", {}, h("span", { class: "muted" }, `${k} `), h("strong", {}, String(v)))));
-}
-
-async function loadCurve(id, curveP) {
-  $("chart-note").textContent = "loading…";
-  const pts = await curveP;
-  if (String(app.run?.id) !== String(id)) return;
-  const ok = Array.isArray(pts) && pts.length > 0;
-  chartDot = null;
-  await chart.setCurve(ok ? pts : [], pts instanceof Error ? `no curve: ${pts.message}` : "no faithfulness curve stored for this run");
-  $("chart-note").textContent = ok ? `${pts.length} points · dotted line: the full model`
-    : app.run.method === "imported" ? "imported circuit: no curve stored" : "no curve for this run";
-  showFaith();
-  chart.mark(app.shown.length);
 }
 
 // ---------------------------------------------------------------- selection: rule, slider, faithfulness
@@ -308,6 +329,7 @@ function showFaith() {
 async function commit(updateUrl = true) {
   if (!app.run) return;
   if (updateUrl) syncUrl();
+  refreshPairs();
   const key = selectionKey(app.sel);
   if (app.exact.has(key)) { showFaith(); return; }
   const seq = ++app.faithSeq;

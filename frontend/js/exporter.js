@@ -4,7 +4,7 @@ import * as api from "./api.js";
 import { app } from "./app.js";
 import { graphView, openRun } from "./explorer.js";
 import { formatFaith, formatInt } from "./format.js";
-import { refreshRuns } from "./form.js";
+import { refreshRuns } from "./runs.js";
 import { COLORS, COMPARE_LEGEND, DASH, SIGN_LEGEND } from "./look.js";
 import { download, runSettings, toast } from "./panels.js";
 import { circuitForView, selectionKey, selectionSpec } from "./select.js";
@@ -63,6 +63,8 @@ async function exportJson() {
   if (!app.run) return;
   const names = app.shown.map((e) => e.name);
   const ex = app.exact.get(selectionKey(app.sel));
+  const exact = ex ? { metric_clean: ex.metric_clean, metric_corrupted: ex.metric_corrupted, metric_circuit: ex.metric_circuit, normalized: ex.normalized } : null;
+  if (app.sel.connected) return exportConnected(names, exact);
   const extra = { selection: selectionSpec(app.sel, app.run.meta?.selection ?? {}) };
   let base;
   try {
@@ -75,11 +77,36 @@ async function exportJson() {
       edges: Object.fromEntries(app.loaded.map((e) => [e.name, { score: e.score, in_graph: false }])) };
   }
   // the server's number is for its top-k prefix: keep it only when that is what is shown
-  const prefix = app.sel.rule === "top_k" && !app.sel.connected;
-  if (ex) extra.faithfulness = { metric_clean: ex.metric_clean, metric_corrupted: ex.metric_corrupted, metric_circuit: ex.metric_circuit, normalized: ex.normalized };
+  const prefix = app.sel.rule === "top_k";
+  if (exact) extra.faithfulness = exact;
   else if (!prefix) delete base.faithfulness;
   download(JSON.stringify(circuitForView(base, names, extra), null, 1), `${fileStem()}.json`);
   toast(`Exported ${names.length} edges`);
+}
+
+/**
+ * "connected" selections: the server's own file (GET /circuit?…&connected=true, the engine's
+ * prune_connected), which holds exactly the drawn edges since prune.js computes the same prune.
+ */
+async function exportConnected(names, exact) {
+  const spec = selectionSpec(app.sel);
+  if (app.sel.rule === "own") spec.own = true;
+  let file;
+  try {
+    file = await api.circuit(app.run.id, spec);
+    if (typeof file === "string") file = JSON.parse(file);
+  } catch (e) {
+    toast(`Export failed: ${e.message}`, "error");
+    return;
+  }
+  const kept = Object.entries(file.edges ?? {}).filter(([, e]) => e.in_graph).map(([n]) => n);
+  const drawn = new Set(names);
+  if (kept.length !== drawn.size || kept.some((n) => !drawn.has(n))) {
+    toast(`The server's connected circuit (${kept.length} edges) differs from the ${drawn.size} drawn; exported the server's`, "error");
+  }
+  if (exact && kept.length === drawn.size && !file.faithfulness) file.faithfulness = exact;
+  download(JSON.stringify(file, null, 1), `${fileStem()}.json`);
+  toast(`Exported ${kept.length} edges (the server's connected selection)`);
 }
 
 function exportSvg() {

@@ -1,11 +1,13 @@
-// The form: prompt pairs (example, file, paste, drop), model/method/metric and the run settings,
-// validation, starting a run and following it with the progress bar, and the past-runs list.
-// Opening a run is the explorer's: wireForm({ openRun }) hands it in.
+// The form: prompt pairs (example, file, paste, drop), model (grouped by source), method, metric and
+// the run settings (dtype among them), validation, starting a run and following it with the progress
+// bar. Opening a run and drawing a live one are the explorer's: wireForm(hooks) hands them in.
 import * as api from "./api.js";
 import { app } from "./app.js";
 import { formatInt } from "./format.js";
+import { dtypeOptions, modelGroups, modelLabel } from "./models.js";
 import { checkPairs, formatIssue, parseRecords, runBlocker } from "./pairs.js";
-import { renderRuns, showDataset, showErrors, toast } from "./panels.js";
+import { showDataset, showErrors, toast } from "./panels.js";
+import { addRun, refreshRuns } from "./runs.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -22,8 +24,11 @@ const ABLATION_INFO = {
   mean: "a patched edge carries its mean activation over the corrupted prompts",
 };
 const BASE_METRICS = ["logit_diff", "prob_diff", "kl"];
+const STAGES = { "loading model": "loading the model", "faithfulness curve": "computing the faithfulness curve",
+  mib: "computing MIB's CPR and CMD", saving: "saving the scores" };
 
-let openRun = () => {};  // the explorer's, handed in by wireForm
+// the explorer's, handed in by wireForm: draw a live run at `scored`; its curve points and MIB; its end
+let hooks = { onScored: () => {}, onEvent: () => {}, onEnd: () => {} };
 
 /** Fetch the models and bundled tasks, fill the selects, list the past runs. */
 export async function fillForm() {
@@ -44,9 +49,19 @@ export async function fillForm() {
 
 export function modelName(m) { return m.name ?? m.id; }
 
+/** The Model select, grouped by where each model comes from (bundled, local, cache, hub). */
 function fillModels() {
   const sel = $("model");
-  sel.replaceChildren(...app.models.map((m) => new Option(modelName(m), modelName(m))));
+  sel.replaceChildren(...modelGroups(app.models).map((g) => {
+    const group = document.createElement("optgroup");
+    group.label = g.label;
+    group.append(...g.models.map((m) => {
+      const o = new Option(modelLabel(m), modelName(m));
+      o.title = [m.description, m.download_needed ? "not on this machine: the first run downloads it" : ""].filter(Boolean).join(" — ");
+      return o;
+    }));
+    return group;
+  }));
   // the example task's model first: it works offline and has pairs to load
   const first = preferredTask();
   if (first && app.models.some((m) => modelName(m) === first.model)) sel.value = first.model;
@@ -78,9 +93,10 @@ function onModelChange() {
   const info = $("model-info");
   if (m) {
     const L = m.layers ?? m.n_layers, H = m.heads ?? m.n_heads, E = m.edges ?? m.n_edges ?? m.edge_count;
-    info.textContent = [m.description, [L != null && `${L} layers`, H != null && `${H} heads`, E != null && `${formatInt(E)} edges`].filter(Boolean).join(", ")]
-      .filter(Boolean).join(" — ");
+    info.textContent = [m.description, [L != null && `${L} layers`, H != null && `${H} heads`, E != null && `${formatInt(E)} edges`].filter(Boolean).join(", "),
+      m.download_needed ? "downloaded on its first run" : ""].filter(Boolean).join(" — ");
   } else info.textContent = "";
+  fillDtypes(m);
   const taskMetrics = app.tasks.filter((t) => t.model === $("model").value).map((t) => t.metric);
   const metrics = [...new Set([...(m?.metrics ?? BASE_METRICS), ...taskMetrics])];
   const sel = $("metric");
@@ -90,6 +106,17 @@ function onModelChange() {
   // the dataset was checked against another model: check it again
   if (app.source && (!app.dataset || app.dataset.model !== $("model").value)) validate();
   updateRunButton();
+}
+
+/** The Dtype select: what the server offers for this model (float32 only on a CPU). */
+function fillDtypes(m) {
+  const sel = $("dtype");
+  const prev = sel.value;
+  const opts = dtypeOptions(m);
+  sel.replaceChildren(...opts.map((d) => new Option(d, d)));
+  sel.value = opts.includes(prev) ? prev : opts[0];
+  sel.title = opts.length > 1 ? "Weight dtype: half precisions halve the memory; scores accumulate in float32"
+    : "float32: half precisions are offered where the server computes on a GPU";
 }
 
 /** "Run attribution" enabled only when it can start; the hint below it says why not. */
@@ -129,6 +156,7 @@ export function fillFromRun(run) {
   set("method", run.method);
   set("metric", run.metric);
   set("ablation", run.ablation);
+  set("dtype", run.dtype);
   if (run.ig_steps) $("ig-steps").value = String(run.ig_steps);
   if (run.batch_size) $("batch-size").value = String(run.batch_size);
   onSettingsChange();
@@ -203,10 +231,9 @@ async function loadExample() {
   }
 }
 
-/** Listen to the form's controls; `openRun(id)` opens a finished run (a past run clicked, a run done). */
-export function wireForm(hooks) {
-  openRun = hooks.openRun;
-  onRunsChanged = hooks.onRunsChanged ?? onRunsChanged;
+/** Listen to the form's controls. h: {onScored(run), onEvent(id, kind, data), onEnd(run)}. */
+export function wireForm(h) {
+  hooks = { ...hooks, ...h };
   $("model").addEventListener("change", onModelChange);
   for (const id of ["method", "ablation", "ig-steps"]) $(id).addEventListener("change", onSettingsChange);
   for (const id of ["ig-steps", "batch-size"]) $(id).addEventListener("input", () => intField(id));
@@ -255,11 +282,10 @@ async function startRun() {
     const model = $("model").value;
     const ds = app.dataset;
     const body = { model, dataset_id: ds.id, method: $("method").value, metric: $("metric").value,
-      ablation: $("ablation").value, batch_size: batch, ig_steps: steps };
+      ablation: $("ablation").value, batch_size: batch, ig_steps: steps, dtype: $("dtype").value };
     const run = await api.createRun(body);
     const id = run.id ?? run.run_id;
-    app.runs = [{ ...body, ...run, id, status: run.status ?? "queued" }, ...app.runs];
-    renderRuns(app.runs, app.run?.id, (rid) => openRun(rid), app.datasets);
+    addRun({ ...body, ...run, id, status: run.status ?? "queued" });
     follow(id);
   } catch (e) {
     showRunError(e.message);
@@ -279,44 +305,42 @@ function setProgress(info) {
   bar.setAttribute("aria-valuenow", String(Math.round(p * 100)));
   bar.classList.toggle("indeterminate", info.status === "queued");
   bar.querySelector(".progress-fill").style.width = `${p * 100}%`;
+  const stage = STAGES[info.stage] ?? info.stage ?? "running";
+  const pct = `${Math.round(p * 100)}%`;
   $("progress-text").textContent = info.status === "queued" ? "queued…"
-    : `${info.stage ?? "running"} · ${Math.round(p * 100)}%`;
-  // the main area says so too, where the eye is
+    : `${stage}${info.detail ? ` (${info.detail})` : ""} · ${pct}`;
+  // the main area says so too, where the eye is; after `scored` the graph is there already
+  const scored = info.stage === "faithfulness curve" || info.stage === "mib";
   $("run-status").textContent = info.status === "queued" ? "Attribution queued…"
-    : `Attribution running: ${info.stage ?? "working"} · ${Math.round(p * 100)}%`;
+    : scored ? `Scores ready · ${stage} · ${pct}` : `Attribution running: ${stage} · ${pct}`;
   $("run-status").hidden = false;
 }
 
-/** Follow run `id` with the progress bar; open it when done. */
+/**
+ * Follow run `id` with the progress bar (while queued, attributing, and computing its curve and MIB
+ * scores); the explorer draws it at `scored`, fills the chart from its events and takes its end.
+ */
 export function follow(id) {
   app.stopFollow?.();
   app.following = id;
   $("run-progress").hidden = false;
   updateRunButton();
   setProgress({ status: "queued", progress: 0 });
-  app.stopFollow = api.followRun(id, (info) => {
-    if (info.status === "queued" || info.status === "running") { setProgress(info); return; }
-    app.following = null;
-    app.stopFollow = null;
-    $("run-progress").hidden = true;
-    $("run-status").hidden = true;
-    updateRunButton();
-    refreshRuns();
-    if (info.status === "done") openRun(id);
-    else if (info.status === "failed") showRunError(`Run failed: ${info.error ?? "see the server log"}`);
-    else if (info.status === "cancelled") toast("Run cancelled");
+  app.stopFollow = api.followRun(id, {
+    onProgress: (info) => { if (info.status === "queued" || info.status === "running") setProgress(info); },
+    onScored: (run) => { refreshRuns(); hooks.onScored({ id, ...run }); },
+    onCurve: (p) => hooks.onEvent(id, "curve", p),
+    onMib: (m) => hooks.onEvent(id, "mib", m),
+    onEnd: (run) => {
+      app.following = null;
+      app.stopFollow = null;
+      $("run-progress").hidden = true;
+      $("run-status").hidden = true;
+      updateRunButton();
+      refreshRuns();
+      if (run.status === "failed") showRunError(`Run failed: ${run.error ?? "see the server log"}`);
+      else if (run.status === "cancelled") toast("Run cancelled");
+      hooks.onEnd({ id, ...run });
+    },
   });
 }
-
-/** The past-runs list (and the dataset names its entries show); the compare choices follow it. */
-export async function refreshRuns() {
-  try {
-    const [runs, datasets] = await Promise.all([api.listRuns(), api.datasets().catch(() => null)]);
-    app.runs = Array.isArray(runs) ? runs : (runs.runs ?? []);
-    if (Array.isArray(datasets)) app.datasets = new Map(datasets.map((d) => [d.id, d]));
-  } catch { /* keep the list we have */ }
-  renderRuns(app.runs, app.run?.id, (id) => openRun(id), app.datasets);
-  onRunsChanged();
-}
-
-let onRunsChanged = () => {};

@@ -127,3 +127,24 @@ export function edgeCount({ n_layers, n_heads, attn_only = false, parallel_attn_
   }
   return n + 1 + n_layers * perLayer;
 }
+
+/**
+ * A run's graph shape: its stored cfg; else its model's layers and heads from GET /api/models (the
+ * edge count telling attn_only); else guessed from its edge names (`names`, of `nTotal` edges).
+ */
+export function runConfig(run, nTotal, names, models = []) {
+  const c = run.cfg ?? run.graph ?? null;
+  if (c && c.n_layers) return c;
+  const m = models.find((x) => (x.name ?? x.id) === run.model);
+  const L = m?.layers ?? m?.n_layers, H = m?.heads ?? m?.n_heads;
+  if (L && H) {
+    // attn_only is not in the model list: the edge count tells
+    const attn_only = m.attn_only ?? (edgeCount({ n_layers: L, n_heads: H, attn_only: true }) === nTotal);
+    return { n_layers: L, n_heads: H, attn_only, parallel_attn_mlp: !!m.parallel_attn_mlp };
+  }
+  for (const attn_only of [false, true]) {  // the names tell the shape
+    const guess = { ...inferConfig(names), attn_only };
+    if (edgeCount(guess) === nTotal) return guess;
+  }
+  return inferConfig(names);
+}

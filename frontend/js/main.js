@@ -1,15 +1,16 @@
-// The page's entry point: wires the form (form.js: data → run), the run's view (explorer.js: graph,
-// slider, chart; overlays.js: compare, known circuit), export (exporter.js), the keyboard (keys.js)
-// and the URL.
+// The page's entry point: wires the form (form.js: data → run), the past runs (runs.js), the run's
+// view (explorer.js: graph, slider; curveview.js: chart, MIB; pairview.js: per-pair table; overlays.js:
+// compare, known circuit), export (exporter.js), the keyboard (keys.js) and the URL.
 // Test hook: window.__edgewise exposes the cytoscape instance and the view state (tests, bench).
 import * as api from "./api.js";
 import { app } from "./app.js";
-import { closeRun, graphView, initExplorer, onPopState, openRun } from "./explorer.js";
+import { closeRun, graphView, initExplorer, onDeleted, onEnd, onEvent, onPopState, onScored, openRun } from "./explorer.js";
 import { currentSvg, wireExport } from "./exporter.js";
 import { fillForm, wireForm } from "./form.js";
 import { find, wireKeys } from "./keys.js";
 import { fillCompare } from "./overlays.js";
 import { toast } from "./panels.js";
+import { wireRuns } from "./runs.js";
 import { thresholdFor } from "./select.js";
 import { decodeState } from "./state.js";
 import { load } from "./vendor.js";
@@ -27,6 +28,12 @@ window.__edgewise = {
   /** |score| an edge must reach to be drawn at the current top-k threshold */
   get threshold() { return app.sel.rule === "abs" ? app.sel.t : thresholdFor(app.loaded, app.sel.k); },
   get node() { return app.node; },
+  /** the open run's status when its graph was first drawn ("running": drawn at `scored`, before `done`) */
+  get firstDraw() { return app.firstDraw ?? null; },
+  /** points on the chart after each `curve` event of the open run while it computed */
+  get curveLog() { return [...app.curveLog]; },
+  /** the open run's curve points so far (k ascending) */
+  get curve() { return app.curve ? [...app.curve.points.values()].sort((a, b) => a.k - b.k) : []; },
   get cursor() { return app.cursor; },
   /** compare: the names in each class, once B is loaded; else null */
   get compare() { return app.cmp?.shown ? { b: app.cmp.run.id, shownB: app.cmp.shown.map((e) => e.name) } : null; },
@@ -41,7 +48,8 @@ window.__edgewise = {
 async function start() {
   const [cytoscape, Plotly] = await Promise.all([load("cytoscape"), load("Plotly")]);
   initExplorer(cytoscape, Plotly);
-  wireForm({ openRun, onRunsChanged: fillCompare });
+  wireForm({ onScored, onEvent, onEnd });
+  wireRuns({ open: (id) => openRun(id), deleted: onDeleted, changed: fillCompare });
   wireExport();
   wireKeys();
 

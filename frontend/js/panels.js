@@ -1,5 +1,6 @@
-// DOM views beside the graph: dataset status and errors, past runs, the node panel, tooltip, toast.
-import { capLines, formatAge, formatInt, formatScore } from "./format.js";
+// DOM views beside the graph: dataset status and errors, run warnings and settings, the node panel,
+// tooltip, toast. (The past-runs list is runs.js.)
+import { capLines, formatInt, formatScore } from "./format.js";
 import { parseNode } from "./layout.js";
 
 const $ = (id) => document.getElementById(id);
@@ -76,24 +77,6 @@ export function runSettings(r, datasets = new Map()) {
     ablation: r.method === "imported" ? null : r.ablation ?? null,
     steps: igSteps,
   };
-}
-
-export function renderRuns(runs, currentId, onOpen, datasets = new Map()) {
-  const ul = $("runs");
-  const t = (r) => { const v = r.created_at ?? r.created ?? 0; return typeof v === "number" ? v : Date.parse(v) / 1000 || 0; };
-  const sorted = [...runs].sort((a, b) => t(b) - t(a));
-  ul.replaceChildren(...sorted.map((r) => {
-    const title = r.method === "imported"
-      ? `imported · ${r.model ?? r.meta?.model ?? "circuit"}` : `${r.model ?? "?"} · ${r.method ?? "?"}`;
-    const st = runSettings(r, datasets);
-    const sub = [r.metric, st.ablation, st.steps, st.dataset, formatAge(r.created_at ?? r.created), `#${r.id}`].filter(Boolean).join(" · ");
-    const warn = r.warnings?.length ? h("span", { class: "warn-mark", title: r.warnings.join("\n"), "aria-label": `${r.warnings.length} warning${r.warnings.length === 1 ? "" : "s"}` }, "⚠") : null;
-    return h("li", {}, h("button", {
-      type: "button", "aria-current": String(r.id) === String(currentId) ? "true" : "false",
-      title: r.error ? `error: ${r.error}` : `open run ${r.id}`, onclick: () => onOpen(r.id),
-    }, h("span", { class: "title" }, title, warn ? " " : null, warn), h("span", { class: `badge ${r.status}` }, r.status ?? ""), h("span", { class: "sub" }, sub)));
-  }));
-  $("runs-empty").hidden = runs.length > 0;
 }
 
 // ---------------------------------------------------------------- node panel

@@ -121,14 +121,24 @@ def browser():
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    # every Content-Security-Policy violation (the server sends one: no inline script, no eval) is recorded
+    context.add_init_script("""window.__csp = []; document.addEventListener('securitypolicyviolation',
+        (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("console", lambda m: print(f"console.{m.type}: {m.text}"))  # shown when a test fails
     pg.set_default_timeout(30_000)
     yield pg
+    violations = []
+    for p in context.pages:
+        try:
+            violations += p.evaluate("() => window.__csp || []")
+        except Exception:  # noqa: BLE001 - a page that navigated away or closed: nothing to read
+            pass
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 # ---------------------------------------------------------------- reading the page

@@ -200,7 +200,7 @@ def test_example_cancel_and_import_circuit(page, server, task, tmp_path):
     page.get_by_role("button", name="Run attribution").click()
     expect(page.get_by_role("progressbar")).to_be_visible()
     expect(page.get_by_role("button", name="Run attribution")).to_be_disabled()
-    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
     expect(page.get_by_role("progressbar")).to_be_hidden(timeout=60_000)
     expect(page.get_by_role("list", name="Past runs").get_by_role("button").first).to_contain_text("cancelled")
     expect(page.get_by_role("button", name="Run attribution")).to_be_enabled()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from api_support import eap_ig_prune
 from browser_support import (N_PAIRS, TASK, browser, drawn, edge_ends, finished_run, get, node_screen_pos,  # noqa: F401
                              page, post, server, shown_count, task_records, wait_view)
 from playwright.sync_api import expect
@@ -57,18 +58,6 @@ def spearman(a: dict, b: dict) -> float:
     names = sorted(a)
     ra, rb = torch.tensor(avg_ranks([a[n] for n in names])), torch.tensor(avg_ranks([b[n] for n in names]))
     return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
-
-
-def eap_ig_prune(names: set[str]) -> set[str]:
-    """EAP-IG's Graph.prune: drop nodes lacking a kept in- or out-edge (input, logits exempt) until stable."""
-    while True:
-        has_out = {edge_ends(e)[0] for e in names}
-        has_in = {edge_ends(e)[1] for e in names} | {"input"}
-        alive = lambda n: n == "logits" or (n in has_out and n in has_in)  # noqa: E731
-        kept = {e for e in names if all(alive(n) for n in edge_ends(e))}
-        if kept == names:
-            return kept
-        names = kept
 
 
 def stat(page, key: str) -> str:
@@ -202,6 +191,7 @@ def test_hover_find_keyboard_and_picture_export(page, server, runs):
                key=lambda n: sum(n in edge_ends(e) for e in names))
     # hover a node: its edges highlighted, every other edge dimmed; away: back
     expect(page.locator("#faithfulness")).to_have_text(re.compile(r"^-?\d+\.\d{3}$"))  # the picture states it
+    expect(page.locator("#truth-stats")).to_contain_text("AUC")  # the known circuit's line is in the picture too
     svg_before = page.evaluate("window.__edgewise.svg()")
     page.mouse.move(*node_screen_pos(page, node), steps=8)  # a pointer's path: cytoscape fires mouseover on the way in
     page.wait_for_function(f"() => {cy}.edges('.hl').length > 0")

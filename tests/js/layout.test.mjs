@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { CLEAR, NODE_HALF_WIDTH, edgeBow, edgeCount, graphNodes, inferConfig, layoutPositions, parseEdge, parseNode } from "../../frontend/js/layout.js";
+import { CLEAR, NODE_HALF_WIDTH, edgeBow, edgeCount, graphNodes, inferConfig, layoutPositions, parseEdge, parseNode, runConfig } from "../../frontend/js/layout.js";
 
 test("parseNode and parseEdge read EAP-IG names", () => {
   assert.deepEqual(parseNode("a11.h3"), { kind: "head", layer: 11, head: 3 });
@@ -132,4 +132,16 @@ test("edgeBow without obstacles is the plain arc (obstacles only ever bow furthe
       assert.equal(edgeBow(pos[a], pos[b], "k", Object.values(pos)), edgeBow(pos[a], pos[b], "k"), `${a}->${b}`);
     }
   }
+});
+
+test("a run's shape: its cfg, else its model's layers and heads (attn_only from the edge count), else its edge names", () => {
+  const cfg = { n_layers: 2, n_heads: 3, attn_only: false };
+  assert.deepEqual(runConfig({ cfg }, 0, []), cfg);
+  const models = [{ name: "m", n_layers: 2, n_heads: 2 }];
+  const attnOnly = edgeCount({ n_layers: 2, n_heads: 2, attn_only: true });
+  assert.equal(runConfig({ model: "m" }, attnOnly, [], models).attn_only, true);
+  assert.equal(runConfig({ model: "m" }, edgeCount({ n_layers: 2, n_heads: 2 }), [], models).attn_only, false);
+  const names = ["input->a0.h0<q>", "a0.h0->m0", "m0->a1.h1<v>", "a1.h1->logits"];
+  const guess = runConfig({ model: "unknown" }, edgeCount({ n_layers: 2, n_heads: 2 }), names, models);
+  assert.deepEqual([guess.n_layers, guess.n_heads, guess.attn_only], [2, 2, false]);
 });

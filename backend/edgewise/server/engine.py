@@ -2,24 +2,27 @@
 
 A run job has two phases. Attribution holds the device once, start to end; its scores are stored and
 published (`scored`) at once, so the graph can be drawn. Then the faithfulness curve is computed one
-point at a time, each point a short hold of the device, so interactive faithfulness requests are
-served between points rather than after the curve.
+point at a time, and then MIB's CPR/CMD circuits, each a short hold of the device, so interactive
+requests (faithfulness, per-pair metrics) are served between points rather than after the curve.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Callable
 
 import torch
 
 from ..attribution import attribute
 from ..circuit import Circuit
-from ..evaluate import CircuitEvaluator, Faithfulness, log_spaced_ks
+from ..evaluate import MIB_FRACTIONS, CircuitEvaluator, Faithfulness, curve_ks
 from ..graph import Graph
+from ..mib import mib_masks, mib_result
 from .config import Catalog, Settings
 from .device import Device
 from .store import Store
@@ -83,9 +86,9 @@ class ModelCache:
 
 
 def stage_weights(method: str, n_edges: int, ig_steps: int, n_source_hooks: int, n_ks: int) -> float:
-    """Share of a run's time spent attributing (the rest is the faithfulness curve), from forward-pass
-    counts per batch: a backward pass costs about two forwards; the curve's first point also runs the
-    clean and ablated passes."""
+    """Share of a run's time spent attributing (the rest is the faithfulness curve and MIB's points, n_ks
+    circuits in all), from forward-pass counts per batch: a backward pass costs about two forwards; the
+    first circuit also runs the clean and ablated passes."""
     attribution = {"eap": 3, "clean-corrupted": 7, "eap-ig-inputs": 2 + 3 * ig_steps,
                    "eap-ig-activations": 2 + 3 * ig_steps * n_source_hooks, "exact": 2 + n_edges}.get(method, 3)
     return attribution / (attribution + 2 + n_ks)
@@ -110,6 +113,7 @@ class Engine:
         self.models = ModelCache(catalog, self.device, settings.model_cache_size)
         self.gpu = Device(self.device, max_waiting=settings.max_waiting)
         self._evaluators = LRU(settings.evaluator_cache_size)
+        self._per_pair = LRU(32)  # (run id, kept-edge mask digest) -> per-pair metrics
         self._eval_lock = threading.Lock()
 
     # ------------------------------------------------------------ the run job
@@ -124,7 +128,8 @@ class Engine:
         pairs = self.store.load_pairs(run["dataset_id"], with_warnings=False)  # the upload showed them
         graph = Graph.from_model(model)
         ks = self.curve_ks(graph.n_edges)
-        w = stage_weights(run["method"], graph.n_edges, run["ig_steps"] or 1, len(graph.source_hooks()), len(ks))
+        w = stage_weights(run["method"], graph.n_edges, run["ig_steps"] or 1, len(graph.source_hooks()),
+                          len(ks) + 2 * len(MIB_FRACTIONS))
         t0 = time.monotonic()
         done = [0.0]
 
@@ -144,23 +149,55 @@ class Engine:
 
         scores = res.scores.detach().cpu()
         ev = self.evaluator({**run, "cfg": res.graph.cfg.to_dict()})
-        # cached activations: one point per hold (one patched pass per batch each). Uncached, every data
-        # pass re-runs the clean and ablated models, so points go in 4 groups, one pass each:
-        # 2·4 + n passes per batch instead of 3n (n = 24: 1.23× the cached cost rather than 2.8×)
-        group = 1 if ev.cache else math.ceil(len(ks) / 4)
-        for start in range(0, len(ks), group):
-            chunk = ks[start:start + group]
-            masks = [Circuit.from_scores(graph, scores, top_k=k).in_graph for k in chunk]
-            with self.gpu.hold(f"faithfulness-curve points {start + 1}–{start + len(chunk)} of {len(ks)} of run "
-                               f"{run['id']}", short=True):
-                values = ev.metrics(masks, progress=lambda f: job.report(
-                    w + (1 - w) * (start + f * len(chunk)) / len(ks), "faithfulness curve"))
-            for j, (k, value) in enumerate(zip(chunk, values)):
-                f = Faithfulness(ev.metric_clean, ev.metric_corrupted, value, k)
-                job.curve_point(curve_point(f, k, graph.n_edges), start + j, len(ks))
+        curve_masks = [Circuit.from_scores(graph, scores, top_k=k).in_graph for k in ks]
+        mib = mib_masks(graph, scores)
+        n_masks = len(ks) + len(mib)
+
+        def on_curve(start: int, values: list[float]) -> None:
+            for j, value in enumerate(values):
+                f = Faithfulness(ev.metric_clean, ev.metric_corrupted, value, ks[start + j])
+                job.curve_point(curve_point(f, ks[start + j], graph.n_edges), start + j, len(ks))
+
+        self._in_holds(ev, curve_masks, f"faithfulness-curve points of run {run['id']}", on_curve,
+                       lambda f: job.report(w + (1 - w) * f * len(ks) / n_masks, "faithfulness curve"))
+        # MIB's 20 pruned circuits (CPR, CMD), in the same short holds as the curve's points
+        values: list[float] = []
+        self._in_holds(ev, mib, f"MIB points of run {run['id']}", lambda start, v: values.extend(v),
+                       lambda f: job.report(w + (1 - w) * (len(ks) + f * len(mib)) / n_masks, "mib"))
+        job.mib(finite(mib_result(graph, mib, values, ev.metric_clean, ev.metric_corrupted)))
+
+    def _in_holds(self, ev: CircuitEvaluator, masks: list, what: str, on_values, progress) -> None:
+        """Evaluate masks in short holds of the device, so interactive requests are served in between.
+        Cached activations: one distinct mask per hold (one patched pass per batch; equal masks, e.g.
+        MIB's smallest fractions of a small graph, run once). Uncached, every data pass re-runs the clean
+        and ablated models, so masks go in 4 groups, one pass each: 2·4 + n passes per batch instead
+        of 3n (n = 24: 1.23× the cached cost rather than 2.8×).
+        on_values(start, values) receives the mean metrics of masks[start:…] in order; progress(f)."""
+        keys = [mask_key(m) for m in masks]
+        seen: dict[str, float] = {}
+        group = 1 if ev.cache else math.ceil(len(masks) / 4)
+        start = 0
+        while start < len(masks):
+            todo: dict[str, torch.Tensor] = {}  # the masks not evaluated yet in masks[start:end], at most `group`
+            end = start
+            while end < len(masks):
+                new = keys[end] not in seen and keys[end] not in todo
+                if new and len(todo) == group:
+                    break
+                if new:
+                    todo[keys[end]] = masks[end]
+                end += 1
+            if todo:
+                with self.gpu.hold(f"{what}: {start + 1}–{end} of {len(masks)}", short=True):
+                    values = ev.metrics(list(todo.values()),
+                                        progress=lambda f: progress((start + f * (end - start)) / len(masks)))
+                seen.update(zip(todo, values))
+            on_values(start, [seen[key] for key in keys[start:end]])
+            start = end
 
     def curve_ks(self, n_edges: int) -> list[int]:
-        return log_spaced_ks(n_edges, self.settings.curve_points)
+        """The curve's circuit sizes: log-spaced k plus MIB's fractions of the edges."""
+        return curve_ks(n_edges, self.settings.curve_points)
 
     # ------------------------------------------------------------ faithfulness of a kept edge set
     def evaluator(self, run: dict) -> CircuitEvaluator:
@@ -198,10 +235,36 @@ class Engine:
             return self._evaluators.get(run_id)
 
     def forget(self, run_ids) -> None:
-        """Drop cached evaluators (a run or its dataset was deleted)."""
+        """Drop cached evaluators and per-pair metrics (a run or its dataset was deleted)."""
+        run_ids = set(run_ids)
         with self._eval_lock:
             for run_id in run_ids:
                 self._evaluators.pop(run_id, None)
+            for key in [k for k in self._per_pair if k[0] in run_ids]:
+                self._per_pair.pop(key)
+
+    def submit_per_pair(self, run: dict, keep: torch.Tensor) -> Future:
+        """A Future of {"clean", "corrupted", "circuit"}: the metric of every pair (lists in pair order)
+        with kept-edge mask `keep` (CircuitEvaluator.per_pair: one patched pass per batch), cached per
+        (run, mask). Computed on the device between units of run jobs, as faithfulness requests are."""
+        key = (run["id"], mask_key(keep))
+        with self._eval_lock:
+            hit = self._per_pair.hit(key)
+        if hit is not None:
+            done: Future = Future()
+            done.set_result(hit)
+            return done
+
+        def compute() -> dict:
+            out = {k: v.tolist() for k, v in self.evaluator(run).per_pair(keep).items()}
+            with self._eval_lock:
+                return self._per_pair.put(key, out)
+
+        return self.gpu.submit(compute, f"per-pair metrics on run {run['id']}")
+
+    def tokenizer(self, run: dict):
+        """The run's model's tokenizer (None for models without one, e.g. tracr's)."""
+        return getattr(self.models.get(run["model"], run.get("dtype") or "float32"), "tokenizer", None)
 
     def submit_faithfulness(self, run: dict, keep: torch.Tensor):
         """A Future of the faithfulness dict of kept-edge mask [n_sources, n_inputs], computed on the
@@ -222,7 +285,21 @@ class Engine:
             return ev.faithfulness(keep).to_dict() if taken else None
 
 
+def mask_key(mask: torch.Tensor) -> str:
+    """A digest of a kept-edge mask: equal exactly when the masks are (up to a 128-bit collision)."""
+    return hashlib.blake2b(mask.numpy().tobytes(), digest_size=16).hexdigest()
+
+
 def curve_point(f: Faithfulness, k: int, n_edges: int) -> dict:
-    d = f.to_dict()
-    d = {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in d.items()}
-    return {"k": k, "fraction": k / n_edges if n_edges else 0.0, **d}
+    return {"k": k, "fraction": k / n_edges if n_edges else 0.0, **finite(f.to_dict())}
+
+
+def finite(x):
+    """x with every non-finite float (NaN: clean = corrupted) as None, so that it is JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [finite(v) for v in x]
+    return x

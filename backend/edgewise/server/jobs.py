@@ -3,7 +3,8 @@ events, and cancel a running job by raising from its progress callback.
 
 Events (what /api/runs/{id}/events streams): ("progress", {id, status, progress, stage, detail?})
 while a run works, ("scored", run) once its scores are stored, ("curve", point + {index, total}) per
-faithfulness-curve point, then one of ("done" | "failed" | "cancelled", run) at its end.
+faithfulness-curve point, ("mib", scores) after the curve, then one of ("done" | "failed" | "cancelled",
+run) at its end.
 
 Supervision: a worker catches everything a run raises, and its loop never ends on an error. When the
 store cannot record a run's end (disk full, I/O error), the final state is kept in memory (`final`),
@@ -101,6 +102,11 @@ class Job:
         self.q.store.set_curve(self.id, self.points)
         self.q.hub.publish(self.id, "curve", {**point, "index": index, "total": total})
 
+    def mib(self, scores: dict) -> None:
+        """MIB's CPR/CMD are stored (GET /mib) and published."""
+        self.q.store.set_mib(self.id, scores)
+        self.q.hub.publish(self.id, "mib", scores)
+
 
 class JobQueue:
     """Runs `execute(run, job)` for queued run ids in `concurrency` worker threads."""
@@ -197,9 +203,11 @@ class JobQueue:
         except Cancelled:
             if self._stopping.is_set():  # the server is shutting down, nobody asked to cancel
                 self._end(run_id, "failed", INTERRUPTED.format("running"))
-            elif job.is_scored:  # the scores stay; the curve stops where it is
-                note = f"cancelled during the faithfulness curve: {len(job.points)} of {job.total_points} points computed"
-                self._end(run_id, "done", None, warnings=self._warnings(run_id) + [note])
+            elif job.is_scored:  # the scores stay; the curve (or MIB's points after it) stops where it is
+                whole = len(job.points) >= job.total_points
+                note = ("cancelled during the MIB scores (the faithfulness curve is complete)" if whole else
+                        f"cancelled during the faithfulness curve: {len(job.points)} of {job.total_points} points computed")
+                self._end(run_id, "done", None, warnings=self._warnings(run_id) + [note], curve_complete=whole)
             else:
                 self._end(run_id, "cancelled", "cancelled by request")
             return

@@ -167,6 +167,7 @@ class FaithfulnessRequest(Strict):
     top_k: int | None = Field(None, ge=0)
     min_abs_score: float | None = Field(None, ge=0, allow_inf_nan=False)
     own: bool = Field(False, description="an imported circuit's own in_graph edges")
+    connected: bool = Field(False, description="then only edges on an input → logits path (EAP-IG's prune)")
     edges: list[str] | None = Field(None, max_length=2_000_000)
 
     @model_validator(mode="after")
@@ -202,6 +203,45 @@ class Curve(BaseModel):
     n_edges_total: int | None
     complete: bool = Field(description="false while the run still computes points (or was cancelled mid-curve)")
     points: list[CurvePoint] = Field(description="faithfulness of the top-k circuit, sorted by k, those computed so far")
+
+
+class MibPoint(BaseModel):
+    fraction: float = Field(description="share p of the graph's edges")
+    k: int = Field(description="int(p · n_edges): edges kept before the connected prune")
+    n_edges: int = Field(description="edges kept after the prune")
+    faithfulness: float | None
+
+
+class Mib(BaseModel):
+    """MIB's circuit-localization scores of a run (ew.mib_scores on its pairs and scores)."""
+
+    cpr: float | None = Field(description="area under faithfulness vs fraction, edges by signed score (higher is better)")
+    cmd: float | None = Field(description="area under |1 − faithfulness|, edges by |score| (lower is better)")
+    points: list[MibPoint] = Field(description="CPR's points: most negative score first, pruned to connected edges")
+    points_abs: list[MibPoint] = Field(description="CMD's points: largest |score| first, pruned to connected edges")
+    metric_clean: float | None = None
+    metric_empty: float | None = Field(None, description="the metric with every edge ablated")
+
+
+class PairRow(BaseModel):
+    index: int = Field(description="0-based position of the pair in its dataset")
+    clean: str | list[int] = Field(description="decoded text (token ids where the model has no tokenizer)")
+    corrupted: str | list[int]
+    answer: str | int | None = None
+    wrong_answer: str | int | None = None
+    clean_tokens: list[str]
+    corrupted_tokens: list[str]
+    metric_clean: float | None
+    metric_corrupted: float | None
+    metric_circuit: float | None
+    normalized: float | None = Field(description="(circuit − corrupted) / (clean − corrupted) of this pair; null if equal")
+
+
+class Pairs(BaseModel):
+    n_edges: int = Field(description="edges in the selected circuit")
+    n_pairs: int = Field(description="pairs in the dataset (`pairs` holds the `limit` worst)")
+    metric: str | None
+    pairs: list[PairRow] = Field(description="worst first: by normalized, ascending; null last")
 
 
 class CancelResult(BaseModel):

@@ -3,7 +3,8 @@
 A dataset is keyed by the content hash of its tokenized pairs and the model they were tokenized
 for, so the same upload twice is one dataset. A run's scores are one little-endian float64 blob in
 the graph's edge order (`Graph.edge_names`), not a row per edge; they are stored (`scored`) before
-its faithfulness curve, whose points are appended as they are computed (`curve_complete` at the end).
+its faithfulness curve, whose points are appended as they are computed (`curve_complete` at the end),
+and its MIB scores (`mib`, JSON) after the curve.
 Every check-then-write (queue cap, deleting what a run uses, importing a run with its scores) is one
 transaction under the store's lock. Opening the store marks runs that were queued or running when the
 server stopped as failed; a data directory that cannot be opened or written is a `StoreError`.
@@ -37,7 +38,7 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 # columns added after the first release: (name, declaration, value for rows that predate them)
 ADDED = (("name", "TEXT", None), ("dtype", "TEXT", "'float32'"), ("n_pairs", "INTEGER", None),
          ("dataset_name", "TEXT", None), ("scored", "INTEGER NOT NULL DEFAULT 0", "scores IS NOT NULL"),
-         ("curve_complete", "INTEGER NOT NULL DEFAULT 0", "status = 'done'"))
+         ("curve_complete", "INTEGER NOT NULL DEFAULT 0", "status = 'done'"), ("mib", "TEXT", None))
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -272,6 +273,14 @@ class Store:
         if row["in_graph"] is not None:
             mask = np.unpackbits(np.frombuffer(row["in_graph"], dtype=np.uint8))[: row["n_edges"]].astype(bool)
         return scores, mask
+
+    def set_mib(self, run_id: str, mib: dict) -> None:
+        self._exec("UPDATE runs SET mib=? WHERE id=?", (json.dumps(mib), run_id))
+
+    def get_mib(self, run_id: str) -> dict | None:
+        """A run's MIB scores (CPR, CMD, points), or None until computed."""
+        row = self._one("SELECT mib FROM runs WHERE id=?", (run_id,))
+        return json.loads(row["mib"]) if row and row["mib"] else None
 
     def get_curve(self, run_id: str) -> list:
         row = self._one("SELECT curve FROM runs WHERE id=?", (run_id,))

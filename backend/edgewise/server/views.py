@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..circuit import FORMAT, Circuit
+from ..circuit import FORMAT, Circuit, prune_connected
 from ..graph import Graph, GraphConfig
 from .engine import LRU
 from .store import Store
@@ -83,9 +83,12 @@ class RunScores:
     def graph(self) -> Graph:
         return graph_for(self.cfg)
 
-    def select(self, top_k: int | None = None, min_abs_score: float | None = None, own: bool = False) -> np.ndarray:
+    def select(self, top_k: int | None = None, min_abs_score: float | None = None, own: bool = False,
+               connected: bool = False) -> np.ndarray:
         """Positions of the selected edges, ranked. `own`: an imported circuit's in_graph edges.
-        top_k and min_abs_score together: the top k of those passing the threshold; neither: every edge."""
+        top_k and min_abs_score together: the top k of those passing the threshold; neither: every edge.
+        `connected`: then only the edges on an input → logits path of the selection (the engine's
+        prune_connected, EAP-IG's prune)."""
         order = self.order
         if own and self.in_graph is not None:
             order = order[self.in_graph[order]]
@@ -93,6 +96,10 @@ class RunScores:
             order = order[np.abs(self.scores[order]) >= min_abs_score]
         if top_k is not None:
             order = order[:top_k]
+        if connected and len(order):
+            kept = prune_connected(self.graph, self.keep_mask(order))
+            s, i = edge_layout(self.cfg).locate(order.astype(np.int64))
+            order = order[kept[torch.from_numpy(s), torch.from_numpy(i)].numpy()]
         return order
 
     def edge_chunks(self, picked: np.ndarray) -> Iterator[str]:
@@ -163,3 +170,37 @@ class ScoreViews:
     def forget(self, run_id: str) -> None:
         with self._lock:
             self._cache.pop(run_id, None)
+
+
+# ---------------------------------------------------------------- per-pair table
+def _decode(tokenizer, ids: list[int]) -> tuple[str | list[int], list[str]]:
+    """(text, token strings) of token ids: special tokens (BOS) are in the tokens, not the text; a
+    model without a tokenizer shows the ids."""
+    if tokenizer is None:
+        return list(ids), [str(t) for t in ids]
+    return tokenizer.decode(ids, skip_special_tokens=True), [tokenizer.decode([t]) for t in ids]
+
+
+def pair_rows(pairs, tokenizer, values: dict, limit: int | None = None) -> list[dict]:
+    """Rows of the per-pair table, worst first: by the pair's normalized faithfulness
+    (m_circuit − m_corrupted) / (m_clean − m_corrupted), ascending; pairs where clean = corrupted last.
+    values: {"clean", "corrupted", "circuit"} metric lists in pair order."""
+    rows = []
+    for i, (c, x, m) in enumerate(zip(values["clean"], values["corrupted"], values["circuit"])):
+        gap = c - x
+        rows.append((i, c, x, m, (m - x) / gap if gap != 0 and math.isfinite(gap) else None))
+    rows.sort(key=lambda r: (r[4] is None or not math.isfinite(r[4]), r[4] if r[4] is not None else 0.0))
+    out = []
+    for i, c, x, m, norm in rows[:limit]:
+        clean, clean_tokens = _decode(tokenizer, pairs.clean[i])
+        corrupted, corrupted_tokens = _decode(tokenizer, pairs.corrupted[i])
+        answer = wrong = None
+        if pairs.answer is not None:
+            answer, wrong = (_decode(tokenizer, [t])[0] if tokenizer is not None else t
+                             for t in (pairs.answer[i], pairs.wrong_answer[i]))
+        out.append({"index": i, "clean": clean, "corrupted": corrupted, "answer": answer, "wrong_answer": wrong,
+                    "clean_tokens": clean_tokens, "corrupted_tokens": corrupted_tokens,
+                    **{k: (v if math.isfinite(v) else None) for k, v in
+                       (("metric_clean", c), ("metric_corrupted", x), ("metric_circuit", m))},
+                    "normalized": norm if norm is not None and math.isfinite(norm) else None})
+    return out

@@ -1,4 +1,5 @@
-"""A scored run's results: ranked edges, faithfulness of a kept edge set, the curve, circuit JSON.
+"""A scored run's results: ranked edges, faithfulness of a kept edge set, per-pair metrics, the curve,
+MIB's CPR/CMD, circuit JSON.
 
 They answer from the moment a run is `scored` (its scores stored), while its curve is still computed.
 """
@@ -14,8 +15,9 @@ from fastapi.responses import Response, StreamingResponse
 from ..deps import Context, api_error, get_ctx, get_run_or_404
 from ..device import DeviceBusy
 from ..engine import Unavailable
-from ..schemas import Curve, Edges, Error, FaithfulnessRequest, FaithfulnessResult
-from ..views import CHUNK, RunScores
+from ...circuit import prune_connected
+from ..schemas import Curve, Edges, Error, FaithfulnessRequest, FaithfulnessResult, Mib, Pairs
+from ..views import CHUNK, RunScores, pair_rows
 
 router = APIRouter(tags=["runs"])
 NOT_SCORED = {404: {"model": Error}, 409: {"model": Error}}
@@ -35,14 +37,16 @@ def scored_view(ctx: Context, run_id: str, own: bool = False) -> tuple[dict, Run
 
 
 def selection(top_k: int | None = Query(None, ge=0, le=2**31), min_abs_score: float | None = Query(None, ge=0),
-              own: bool = Query(False, description="an imported circuit's own in_graph edges")) -> dict:
+              own: bool = Query(False, description="an imported circuit's own in_graph edges"),
+              connected: bool = Query(False, description="then only edges on an input → logits path (EAP-IG's prune)"),
+              ) -> dict:
     if min_abs_score is not None and math.isnan(min_abs_score):
         raise api_error(422, "min_abs_score: must be a number", field="min_abs_score")
-    return {"top_k": top_k, "min_abs_score": min_abs_score, "own": own}
+    return {"top_k": top_k, "min_abs_score": min_abs_score, "own": own, "connected": connected}
 
 
 @router.get("/runs/{run_id}/edges", response_model=Edges, responses=NOT_SCORED,
-            summary="edges ranked by |score|; top_k, min_abs_score and own select them")
+            summary="edges ranked by |score|; top_k, min_abs_score, own and connected select them")
 def edges(run_id: str, sel: dict = Depends(selection), ctx: Context = Depends(get_ctx)) -> Response:
     _, view = scored_view(ctx, run_id, sel["own"])
     picked = view.select(**sel)
@@ -59,7 +63,7 @@ def _wrap(head: str, chunks, tail: str):
 
 
 @router.post("/runs/{run_id}/faithfulness", response_model=FaithfulnessResult,
-             summary="faithfulness of a selection (top_k / min_abs_score / own) or of a given edge set",
+             summary="faithfulness of a selection (top_k / min_abs_score / own, connected) or of a given edge set",
              responses={**NOT_SCORED, 422: {"model": Error}, 503: {"model": Error}})
 async def faithfulness(run_id: str, body: FaithfulnessRequest, ctx: Context = Depends(get_ctx)) -> dict:
     """The first call on a run computes (and, when they fit, keeps) its clean and ablated activations;
@@ -68,8 +72,14 @@ async def faithfulness(run_id: str, body: FaithfulnessRequest, ctx: Context = De
     Retry-After. A waiting request holds no server thread."""
     run, view = await run_in_threadpool(scored_view, ctx, run_id, body.own)  # a first read ranks the scores
     mask = await run_in_threadpool(_mask, view, body)
+    return await on_device(ctx, lambda: ctx.engine.submit_faithfulness(run, mask))
+
+
+async def on_device(ctx: Context, submit):
+    """Await the Future `submit()` returns: 503 (Retry-After) when the device refuses or stays busy,
+    409 when the run cannot be evaluated here."""
     try:
-        future = ctx.engine.submit_faithfulness(run, mask)
+        future = submit()
     except DeviceBusy as e:
         raise api_error(503, str(e), field="device", headers={"Retry-After": str(e.retry_after)}) from None
     try:
@@ -81,13 +91,50 @@ async def faithfulness(run_id: str, body: FaithfulnessRequest, ctx: Context = De
         raise api_error(409, str(e), field="run_id") from None
 
 
+@router.get("/runs/{run_id}/pairs", response_model=Pairs,
+            summary="per pair: the clean, fully ablated and circuit metric of a selection, worst first",
+            responses={**NOT_SCORED, 503: {"model": Error}})
+async def pairs(run_id: str, sel: dict = Depends(selection),
+                limit: int | None = Query(None, ge=1, le=100_000, description="only the `limit` worst pairs"),
+                ctx: Context = Depends(get_ctx)) -> dict:
+    """One patched pass per batch (CircuitEvaluator.per_pair), cached per (run, selection); served
+    between curve points as /faithfulness is. Pair i's circuit metric equals ew.evaluate on pair i alone."""
+    run, view = await run_in_threadpool(scored_view, ctx, run_id, sel["own"])
+    mask = await run_in_threadpool(lambda: view.keep_mask(view.select(**sel)))
+    values = await on_device(ctx, lambda: ctx.engine.submit_per_pair(run, mask))
+
+    def table() -> dict:
+        data = ctx.store.load_pairs(run["dataset_id"], with_warnings=False)
+        rows = pair_rows(data, ctx.engine.tokenizer(run), values, limit)
+        return {"n_edges": int(mask.sum()), "n_pairs": len(data), "metric": run["metric"], "pairs": rows}
+
+    try:
+        return await run_in_threadpool(table)
+    except KeyError:
+        raise api_error(409, f"the dataset of run {run_id} was deleted", field="run_id") from None
+
+
+@router.get("/runs/{run_id}/mib", response_model=Mib, responses=NOT_SCORED,
+            summary="MIB's CPR and CMD of the run's scores (409 until computed, after the curve)")
+def mib(run_id: str, ctx: Context = Depends(get_ctx)) -> dict:
+    run, _ = scored_view(ctx, run_id)
+    scores = ctx.store.get_mib(run_id)
+    if scores is None:
+        why = ("an imported circuit has no pairs evaluated with it" if run["method"] == "imported" else
+               "they are computed after the faithfulness curve" if run["status"] == "running" else
+               "they were not computed for this run")
+        raise api_error(409, f"run {run_id} has no MIB scores: {why}", field="run_id")
+    return scores
+
+
 def _mask(view: RunScores, body: FaithfulnessRequest):
     if body.edges is not None:
         try:
-            return view.graph.mask_from_edges(body.edges)
+            mask = view.graph.mask_from_edges(body.edges)
         except ValueError as e:
             raise api_error(422, str(e), field="edges") from None
-    return view.keep_mask(view.select(body.top_k, body.min_abs_score, body.own))
+        return prune_connected(view.graph, mask) if body.connected else mask
+    return view.keep_mask(view.select(body.top_k, body.min_abs_score, body.own, body.connected))
 
 
 @router.get("/runs/{run_id}/curve", response_model=Curve, responses=NOT_SCORED,
@@ -108,14 +155,16 @@ def circuit(run_id: str, sel: dict = Depends(selection), ctx: Context = Depends(
     run, view = scored_view(ctx, run_id, sel["own"])
     imported = view.in_graph is not None
     own = imported and (sel["own"] or (sel["top_k"] is None and sel["min_abs_score"] is None))
-    picked = view.select(sel["top_k"], sel["min_abs_score"], own)
-    as_filed = own and sel["top_k"] is None and sel["min_abs_score"] is None  # the imported file's own selection
+    picked = view.select(sel["top_k"], sel["min_abs_score"], own, sel["connected"])
+    # the imported file's own selection, as filed
+    as_filed = own and sel["top_k"] is None and sel["min_abs_score"] is None and not sel["connected"]
     meta = run["meta"]
     if as_filed:
         chosen = meta.get("selection") or {}
     else:
-        chosen = {k: v for k, v in (("top_k", None if sel["top_k"] is None else len(picked)),
-                                    ("min_abs_score", sel["min_abs_score"]), ("own", own or None)) if v is not None}
+        chosen = {k: v for k, v in (("top_k", None if sel["top_k"] is None else min(sel["top_k"], len(view.scores))),
+                                    ("min_abs_score", sel["min_abs_score"]), ("own", own or None),
+                                    ("connected", sel["connected"] or None)) if v is not None}
     dataset = meta.get("dataset") or {}
     if run.get("dataset_id") and (ds := ctx.store.get_dataset(run["dataset_id"])):
         dataset = {"n_pairs": ds["n_pairs"], "sha256": ds["sha256"]}
@@ -123,8 +172,9 @@ def circuit(run_id: str, sel: dict = Depends(selection), ctx: Context = Depends(
     faith = meta.get("faithfulness") if as_filed else None
     info = {"model": run["model"] or meta.get("model"), "method": method, "metric": run["metric"],
             "ablation": run["ablation"], "dataset": dataset, "selection": chosen,
-            "faithfulness": faith or cheap_faithfulness(ctx, run, view, picked, prefix=not own)}
-    name = f"circuit-{run_id}" + (f"-top{len(picked)}" if sel["top_k"] is not None else "") + ".json"
+            "faithfulness": faith or cheap_faithfulness(ctx, run, view, picked, prefix=not own and not sel["connected"])}
+    name = f"circuit-{run_id}" + (f"-top{chosen['top_k']}" if sel["top_k"] is not None else "") + \
+        ("-connected" if sel["connected"] else "") + ".json"
     return StreamingResponse(view.circuit_chunks(picked, info), media_type="application/json",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

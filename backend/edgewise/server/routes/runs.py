@@ -112,16 +112,18 @@ def progress_data(run: dict) -> dict:
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse,
-            summary="server-sent events: progress, scored, curve points, then done | failed | cancelled",
+            summary="server-sent events: progress, scored, curve points, mib, then done | failed | cancelled",
             responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": Error}})
 async def run_events(run_id: str, request: Request, ctx: Context = Depends(get_ctx)) -> StreamingResponse:
-    """A late client first gets `progress`, then `scored` (if scored) and every curve point so far, then
-    the live events; a finished run sends its final event alone. EventSource cannot send headers: with
+    """A late client first gets `progress`, then `scored` (if scored), every curve point so far and `mib`
+    (if computed), then the live events; a finished run sends its final event alone. EventSource cannot send headers: with
     EDGEWISE_TOKEN set, pass ?token= (accepted on this GET only)."""
     get_run_or_404(ctx, run_id)
     queue = ctx.hub.subscribe(run_id)
     run = get_run_or_404(ctx, run_id)  # read after subscribing, so no event falls between the two
-    points = ctx.store.get_curve(run_id) if run["scored"] and run["status"] not in FINAL else []
+    live = run["scored"] and run["status"] not in FINAL
+    points = ctx.store.get_curve(run_id) if live else []
+    mib = ctx.store.get_mib(run_id) if live else None
 
     async def stream():
         try:
@@ -136,6 +138,8 @@ async def run_events(run_id: str, request: Request, ctx: Context = Depends(get_c
             for i, p in enumerate(points):
                 yield sse("curve", {**p, "index": i, "total": total})
             sent = len(points)
+            if mib is not None:
+                yield sse("mib", mib)
             while True:
                 try:
                     event, data = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
@@ -144,7 +148,8 @@ async def run_events(run_id: str, request: Request, ctx: Context = Depends(get_c
                         return
                     yield ": keep-alive\n\n"
                     continue
-                if (event == "scored" and scored) or (event == "curve" and data["index"] < sent):
+                if (event == "scored" and scored) or (event == "curve" and data["index"] < sent) or \
+                        (event == "mib" and mib is not None):
                     continue  # already sent from the store
                 scored = scored or event == "scored"
                 sent += event == "curve"
