@@ -43,7 +43,7 @@ bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_time_to_graph.py
 	$(BIN)/python bench/bench_load.py --seconds 20
 
-# docs/results.md: every method and ACDC on every bundled task (about a minute on 2 CPU cores)
+# docs/results.md: every method and ACDC on every bundled task, MIB's CPR / CMD and AUROC (~4 CPU-minutes, 2 processes)
 results: $(STAMP)
 	$(BIN)/python bench/compare_methods.py
 

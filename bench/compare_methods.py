@@ -10,6 +10,7 @@ largest, ACDC on toy-ioi, alone). Every number but the wall times is determinist
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -257,6 +258,10 @@ def report(infos, rows, total_seconds, summary):
         "- **Refused / †**: the engine refuses `eap-ig-inputs` and `clean-corrupted` under zero ablation on a "
         "model whose first layer reads the input through LayerNorm / RMSNorm, and warns where a pair is "
         "doubtful (README, *Ill-defined combinations*); the messages are listed under each table.",
+        "- **relp** holds attention patterns constant (the AH-rule), so it scores every query and key edge "
+        "exactly 0: wherever a known circuit runs through queries or keys (interp-lookup's `input->a0.h1<q>` / "
+        "`<k>`, toy-induction's key composition) those edges tie with the unscored ones, which caps its AUROC "
+        "and its CPR there.",
         "- **Time**: wall seconds of the attribution alone on this shared machine (noisy); ACDC's is the sweep.",
         "",
     ]
@@ -272,7 +277,25 @@ def report(infos, rows, total_seconds, summary):
 
 
 def summary(infos, rows):
-    return []
+    """One table over every task: CPR / CMD / AUROC (against the task's first known circuit) of each
+    method under each task's first ablation (resample), the numbers README quotes."""
+    tasks = list(infos)
+    head = "| method | " + " | ".join(f"{t} CPR / CMD / AUROC" for t in tasks) + " |"
+    out = ["## Summary (resample ablation)", "",
+           "CPR ↑ / CMD ↓ / AUROC against each task's first known circuit (tracr: the weights'), from the "
+           "tables above.", "", head, "|" + "---|" * (len(tasks) + 1)]
+    for method in METHODS:
+        cells = []
+        for t in tasks:
+            r = next((r for r in rows if r["task"] == t and r["method"] == method
+                      and r["ablation"] == infos[t]["ablations"][0]), None)
+            if r is None or "refused" in r:
+                cells.append("refused" if r else "–")
+                continue
+            auc = r["auc"][next(iter(infos[t]["truths"]))]
+            cells.append(f"{fmt(r['cpr'])} / {fmt(r['cmd'])} / {fmt(auc)}")
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def main(argv=None):
@@ -280,15 +303,29 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     ap.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--save", help="also write the measurements as JSON here")
+    ap.add_argument("--load", help="write the report from a --save file instead of measuring")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if args.load:
+        saved = json.loads(Path(args.load).read_text())
+        return _write(args.out, saved["infos"], saved["rows"], saved["seconds"])
     infos, rows = run(args.tasks, args.workers)
+    if args.save:
+        Path(args.save).write_text(json.dumps({"infos": infos, "rows": rows, "seconds": time.perf_counter() - t0},
+                                              default=float))
     if set(args.tasks) != set(TASKS):
         print("not every task ran: no report written", file=sys.stderr)
         return
-    out = Path(args.out)
+    _write(args.out, infos, rows, time.perf_counter() - t0)
+
+
+def _write(path, infos, rows, seconds):
+    for r in rows:  # JSON keys are strings: the faithfulness table looks k up as an int
+        r["faith"] = {int(k): v for k, v in r.get("faith", {}).items()}
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report(infos, rows, time.perf_counter() - t0, summary))
+    out.write_text(report(infos, rows, seconds, summary))
     print(f"wrote {out}", file=sys.stderr)
 
 
