@@ -200,16 +200,22 @@ def attribute(args) -> int:
     return 0
 
 
-def evaluate(args) -> int:
+def read_circuit(path: str):
+    """A circuit JSON (edgewise or EAP-IG), or a CLIError naming the file."""
     from .circuit import Circuit
-    from .evaluate import evaluate as run_evaluate
 
     try:
-        circuit = Circuit.from_json(Path(args.circuit).read_bytes())
+        return Circuit.from_json(Path(path).read_bytes())
     except OSError as e:
-        raise CLIError(f"cannot read {args.circuit}: {e.strerror}") from None
+        raise CLIError(f"cannot read {path}: {e.strerror}") from None
     except ValueError as e:
-        raise CLIError(f"{args.circuit}: {e}") from None
+        raise CLIError(f"{path}: {e}") from None
+
+
+def evaluate(args) -> int:
+    from .evaluate import evaluate as run_evaluate
+
+    circuit = read_circuit(args.circuit)
     if args.metric is None and circuit.meta.get("metric"):
         args.metric = circuit.meta["metric"]
     model, pairs, metric = load_inputs(args)
@@ -226,15 +232,9 @@ def evaluate(args) -> int:
 
 
 def mib_export(args) -> int:
-    from .circuit import Circuit
     from .mib_export import write_mib
 
-    try:
-        circuit = Circuit.from_json(Path(args.circuit).read_bytes())
-    except OSError as e:
-        raise CLIError(f"cannot read {args.circuit}: {e.strerror}") from None
-    except ValueError as e:
-        raise CLIError(f"{args.circuit}: {e}") from None
+    circuit = read_circuit(args.circuit)
     try:
         write_mib(args.out, circuit.graph, circuit.scores, circuit.in_graph)
     except ValueError as e:
