@@ -126,8 +126,7 @@ def test_cli_writes_mib_files(tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     src = Path(ew.__file__).resolve().parent / "zoo" / "interp-lookup" / "pairs.jsonl"
     pairs.write_text("".join(src.read_text().splitlines(True)[:4]))
-    out, pt = tmp_path / "c.json", tmp_path / "ioi_interp" / "importances.pt"
-    pt.parent.mkdir()
+    out, pt = tmp_path / "c.json", tmp_path / "ioi_interp" / "importances.pt"  # the folder is made: MIB's layout
     assert cli.main(["attribute", "--model", "interp-lookup", "--pairs", str(pairs), "--out", str(out), "--method",
                      "relp", "--top-k", "6", "--no-faithfulness", "--mib", str(pt), "--device", "cpu"]) == 0
     circuit = ew.Circuit.from_json(out.read_text())
@@ -142,6 +141,9 @@ def test_cli_writes_mib_files(tmp_path, capsys):
         assert j["edges"][name]["score"] == -score
     assert cli.main(["mib-export", "--circuit", str(out), "--out", str(tmp_path / "x.npz")]) == 2
     assert ".json or .pt" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert cli.main(["mib-export", "--circuit", str(out), "--out", str(tmp_path / "file" / "importances.pt")]) == 2
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_api_exports_a_run(tmp_path):

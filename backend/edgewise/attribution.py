@@ -299,7 +299,8 @@ def method_warnings(model, method: str, ablation: str) -> list[str]:
             f"embedding through a {type(HeadNorm.of(model, 0).module).__name__}, and "
             + ("the ablated end (α = 0, embedding 0) is where it divides by √eps" if method == "clean-corrupted"
                else "on the path α·embedding it is blind until α ≈ √(eps/variance), near the ablated end")
-            + ", so the input's edges into layer 0 score what eps and ig_steps make of it, not the model. "
+            + ", so the input's edges into layer 0 score what eps"
+            + (" makes" if method == "clean-corrupted" else " and ig_steps make") + " of it, not the model. "
             "Use eap-ig-activations, relp or exact with zero ablation, or resample / mean ablation "
             "(EAP-IG refuses this combination too)")
     notes = []

@@ -190,7 +190,10 @@ def attribute(args) -> int:
     Path(args.out).write_text(circuit.to_json())
     if args.mib:
         from .mib_export import write_mib
-        write_mib(args.mib, res.graph, res.scores)
+        try:
+            write_mib(args.mib, res.graph, res.scores)
+        except OSError as e:
+            raise CLIError(f"cannot write {args.mib}: {e.strerror} (the circuit JSON {args.out} is written)") from None
         print(f"wrote {args.mib}: MIB importances of {res.graph.n_edges} edges (score = −{res.metric} attribution)")
     for w in res.warnings:
         print(f"edgewise: warning: {w}", file=sys.stderr)

@@ -104,10 +104,13 @@ def mib_bytes(graph: Graph, scores, in_graph=None, fmt: str = "json") -> bytes:
 
 
 def write_mib(path, graph: Graph, scores, in_graph=None) -> Path:
-    """Write MIB's importance file; the format follows the suffix (.json or .pt)."""
+    """Write MIB's importance file, making its folder (a submission's `<task>_<model>/`); the format
+    follows the suffix (.json or .pt)."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ValueError(f"{path}: MIB files end in .json or .pt, not {path.suffix or '(no suffix)'!r}")
-    path.write_bytes(mib_bytes(graph, scores, in_graph, fmt))
+    data = mib_bytes(graph, scores, in_graph, fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
     return path
