@@ -45,7 +45,7 @@ bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_loading.py
 
-# docs/results.md: every method and ACDC on every bundled task (about a minute on 2 CPU cores)
+# docs/results.md: every method and ACDC on every bundled task, MIB's CPR / CMD and AUROC (~4 CPU-minutes, 2 processes)
 results: $(STAMP)
 	$(BIN)/python bench/compare_methods.py
 

@@ -12,7 +12,7 @@ import edgewise as ew
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")]
 
-METHODS = ["eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "exact"]
+METHODS = ["eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "relp", "exact"]
 
 
 def on(model, device):

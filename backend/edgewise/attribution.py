@@ -11,6 +11,8 @@ Methods differ only in *where* ∂metric/∂input_v is taken (α = how far the r
   eap-ig-activations  for the sources of one layer-group (input, a layer's heads, an MLP), their
                       outputs at α = k/m while everything else is clean; scores only those rows
   clean-corrupted     the clean run and the ablated run (α = 0), averaged
+  relp                the clean run, through LRP's rules instead of the local Jacobians (relevance.py:
+                      norm scales, attention patterns and MLP ratios f(x)/x held constant)
   exact               no gradient: the measured change in the metric when only u→v is patched
 One data loop serves all; scoring is one matmul per layer over the sources upstream of it
 (gradients.py: the head inputs' gradients through the norm's Jacobian, handed back to autograd).
@@ -18,19 +20,21 @@ One data loop serves all; scoring is one matmul per layer over the sources upstr
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 
-from .activations import (ABLATIONS, accumulation_dtype, ablated_acts, edge_hooks_enabled, is_bidirectional,
-                          per_model, source_means, write_hooks)
+from .activations import (ABLATIONS, HeadNorm, accumulation_dtype, ablated_acts, edge_hooks_enabled,
+                          is_bidirectional, per_model, source_means, write_hooks)
 from .circuit import Circuit, rank_edges
 from .gradients import HeadWeights, SlotGrads, score_layer
 from .graph import Graph
 from .metrics import get_metric, warn_if_vanishing
 from .patching import Patcher
+from .relevance import LRPRules, check_model as check_relp_model
 
-METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "exact")
+METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "relp", "exact")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class GradientPoint:
 
 def gradient_points(method: str, graph: Graph, ig_steps: int) -> list[GradientPoint]:
     every = slice(0, graph.n_sources)
-    if method == "eap":
+    if method in ("eap", "relp"):
         return [GradientPoint(0, 1.0, every, 1.0)]
     if method == "clean-corrupted":
         return [GradientPoint(0, 1.0, every, 0.5), GradientPoint(0, 0.0, every, 0.5)]
@@ -104,10 +108,12 @@ def attribute(model, pairs, method: str = "eap", metric="logit_diff", batch_size
     progress(fraction) is called after each unit of work; it may raise to cancel the run.
     Scores are float32 for float32/bf16/fp16 models, float64 for float64 models.
     """
-    _check(method, ablation)
+    notes = _check(method, ablation, model)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     graph = Graph.from_model(model)
     m = get_metric(metric)
-    notes = [w for w in [warn_if_vanishing(m, method)] if w] + list(getattr(pairs, "warnings", []))
+    notes = [w for w in [warn_if_vanishing(m, method)] + notes if w] + list(getattr(pairs, "warnings", []))
     sums = score_sums(model, pairs, pairs._chunks(batch_size, is_bidirectional(model)), method, m, ablation,
                       ig_steps, progress=progress, graph=graph)
     return AttributionResult(graph, (sums / len(pairs)).cpu(), method, m.name, ablation, len(pairs),
@@ -124,7 +130,7 @@ def score_sums(model, pairs, chunks, method: str = "eap", metric="logit_diff", a
     float rounding). Mean ablation replaces sources by their means over the *whole* dataset: pass
     `means` (activations.source_mean_sums summed over all shards, divided by the count); without
     it they are computed here from every pair of `pairs`."""
-    _check(method, ablation)
+    _check(method, ablation, model)
     graph = graph or Graph.from_model(model)
     m = get_metric(metric)
     device = model.cfg.device
@@ -147,17 +153,22 @@ def score_sums(model, pairs, chunks, method: str = "eap", metric="logit_diff", a
             else:
                 z_abl: dict = {}  # heads: a_abl − a_clean = (z_abl − z_clean) W_O, one matmul per layer
                 diff = ablated_acts(model, graph, batch, ablation, means, z_store=z_abl)[0]
-                _gradient_batch(model, graph, batch, m, diff, points, scores, step, weights, z_abl)
+                _gradient_batch(model, graph, batch, m, diff, points, scores, step, weights, z_abl,
+                                relp=method == "relp")
                 del diff, z_abl
             del batch  # the next batch's corrupted pass must not find this one alive
     return scores
 
 
-def _check(method: str, ablation: str):
+def _check(method: str, ablation: str, model=None) -> list[str]:
+    """ValueError for an unknown or ill-defined method/ablation (method_warnings); else its warnings."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+    if method == "relp" and model is not None:
+        check_relp_model(model)
+    return method_warnings(model, method, ablation) if model is not None else []
 
 
 class _Progress:
@@ -170,10 +181,10 @@ class _Progress:
         self.report((self.b + f) / self.n)
 
 
-def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress, weights, z_abl):
+def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress, weights, z_abl, relp=False):
     """Add Σ_pairs Σ_pos diff·grad for every point to `scores`. `diff` enters holding a_abl (heads:
     their ablated z in z_abl) and is turned into a_abl − a_clean by the clean pass (the gradient
-    pass itself, for plain EAP)."""
+    pass itself, for plain EAP and RelP). `relp`: the backward through LRP's rules (relevance.py)."""
     clean_pass = write_hooks(model, graph, diff, sign=-1.0, z_abl=z_abl)
     fused = len(points) == 1 and points[0].alpha == 1.0  # eap: one clean forward fills diff and takes the gradient
     if not fused:
@@ -191,9 +202,11 @@ def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress,
         if p.alpha != 1.0:  # a layer's heads move together: their sum enters at hook_attn_out
             d = diff[rows] if isinstance(rows, int) else diff[rows].sum(0)
             hooks.append((writes[p.hook], _Interpolation(d, 1.0 - p.alpha)))
-        grads = SlotGrads(model, graph, diff, scores, p.rows, p.weight, weights, acc)
+        grads = SlotGrads(model, graph, diff, scores, p.rows, p.weight, weights, acc, relp=relp)
+        rules = LRPRules(model) if relp else None
         try:
-            with model.hooks(fwd_hooks=hooks + (clean_pass if fused else []) + grads.hooks()):
+            with model.hooks(fwd_hooks=hooks + (clean_pass if fused else []) + grads.hooks()
+                             + (rules.hooks() if rules else [])):
                 logits = model(batch.clean)
                 if fused:
                     batch.clean_logits = logits.detach()
@@ -202,11 +215,13 @@ def _gradient_batch(model, graph, batch, metric, diff, points, scores, progress,
                 del logits
         finally:
             grads.close()  # scores what is pending, drops every reference of this pass
-            hooks = None
+            if rules:
+                rules.close()
+            hooks = rules = None
         progress((k + 1) / len(points))
     if acc:
         for layer in sorted(acc):
-            score_layer(graph, diff, scores, layer, grads.head_rows(layer), acc.pop(layer))
+            score_layer(graph, diff, scores, layer, grads.head_rows(layer), acc.pop(layer), first=grads.first)
     batch.clean_logits = None
 
 
@@ -262,3 +277,43 @@ def _exact_batch(model, graph, batch, metric, abl, scores, progress, patcher: Pa
             progress(min(1.0, (k0 + len(part)) / len(edges)))
         batch.clean_logits = None
     progress(1.0)
+
+
+# ---------------------------------------------------------------- ill-defined combinations
+def method_warnings(model, method: str, ablation: str) -> list[str]:
+    """Warnings for a method/ablation pair on `model`; ValueError where it is ill-defined.
+
+    Under zero ablation the ablated input embedding is 0, and layer 0 reads it through a norm
+    n(x) = (x − mean)/σ(x) that is scale-invariant: its Jacobian at α·x is J(x)/α, orthogonal to x
+    (up to eps/var), and at x = 0 it is w/√eps. So a gradient taken at α = 0 (clean-corrupted), or
+    on the path α·x (eap-ig-inputs), scores the input's edges into layer 0 by how eps bends the norm
+    near 0, not by the model: refused, as EAP-IG refuses them. On the input's rows alone
+    (eap-ig-activations), or at the clean end (eap: those edges score ~0), a warning says so.
+    The IG end α = 0 of eap-ig-inputs / clean-corrupted is the model run on the ablated *input*,
+    not every source ablated: under mean ablation (or zero, without a norm) that is warned."""
+    normed = HeadNorm.of(model, 0).scale
+    alpha0 = method in ("eap-ig-inputs", "clean-corrupted")
+    if ablation == "zero" and normed and alpha0:
+        raise ValueError(
+            f"method {method!r} with ablation 'zero' is ill-defined on this model: layer 0 reads the input "
+            f"embedding through a {type(HeadNorm.of(model, 0).module).__name__}, and "
+            + ("the ablated end (α = 0, embedding 0) is where it divides by √eps" if method == "clean-corrupted"
+               else "on the path α·embedding it is blind until α ≈ √(eps/variance), near the ablated end")
+            + ", so the input's edges into layer 0 score what eps"
+            + (" makes" if method == "clean-corrupted" else " and ig_steps make") + " of it, not the model. "
+            "Use eap-ig-activations, relp or exact with zero ablation, or resample / mean ablation "
+            "(EAP-IG refuses this combination too)")
+    notes = []
+    if ablation == "zero" and normed and method in ("eap", "eap-ig-activations"):
+        notes.append(
+            f"{method} with zero ablation: the input's edges into layer 0 are seen through a scale-invariant norm "
+            + ("(its gradient is orthogonal to a_zero − a_clean = −a_clean), so they score ~0"
+               if method == "eap" else "(blind along α·embedding until α ≈ √(eps/variance)), so their scores "
+               "grow with ig_steps")
+            + "; relp and exact measure them")
+    if alpha0 and ablation in ("mean", "zero"):
+        notes.append(
+            f"{method} with {ablation} ablation: its α = 0 end is the model run on the {ablation} input embedding, "
+            f"not every source at its {ablation} value, so the path does not end at the ablation the scores are "
+            "measured against (EAP-IG refuses this combination)")
+    return notes

@@ -4,7 +4,9 @@
     edgewise attribute --model M --pairs FILE [--method eap] [--metric logit_diff] [--ablation resample]
                        [--top-k 100 | --min-abs-score X] [--dtype float32|bfloat16|float16] --out circuit.json
     edgewise attribute --task tracr-reverse --out circuit.json      # a bundled task's model, pairs, metric
+    edgewise attribute ... --mib ioi_gpt2/importances.pt           # also MIB's submission file (.json or .pt)
     edgewise evaluate --model M --pairs FILE --circuit circuit.json
+    edgewise mib-export --circuit circuit.json --out importances.json  # a circuit JSON's scores in MIB's format
     edgewise bench [ARGS...]                                        # bench/bench_attribution.py ARGS
 """
 from __future__ import annotations
@@ -45,19 +47,27 @@ def parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("attribute", help="score every edge and write a circuit JSON")
     source(a)
-    a.add_argument("--method", default="eap", help="eap | eap-ig-inputs | eap-ig-activations | clean-corrupted | exact")
+    a.add_argument("--method", default="eap",
+                   help="eap | eap-ig-inputs | eap-ig-activations | clean-corrupted | relp | exact")
     a.add_argument("--ig-steps", type=int, default=5)
     pick = a.add_mutually_exclusive_group()
     pick.add_argument("--top-k", type=int, help="edges kept in the circuit (default 100)")
     pick.add_argument("--min-abs-score", type=float, help="keep every edge with |score| at least this")
     a.add_argument("--out", required=True, help="circuit JSON to write")
     a.add_argument("--no-faithfulness", action="store_true", help="skip evaluating the kept circuit")
+    a.add_argument("--mib", help="also write every edge's score as MIB's importance file (.json or .pt)")
     a.set_defaults(func=attribute)
 
     e = sub.add_parser("evaluate", help="faithfulness of a circuit JSON on prompt pairs")
     source(e)
     e.add_argument("--circuit", required=True, help="circuit JSON (edgewise or EAP-IG)")
     e.set_defaults(func=evaluate)
+
+    x = sub.add_parser("mib-export", help="a circuit JSON's scores as MIB's importance file (.json or .pt)")
+    x.add_argument("--circuit", required=True,
+                   help="an edgewise circuit JSON (every edge's score, edgewise's sign: MIB's is its negative)")
+    x.add_argument("--out", required=True, help="importances.json or importances.pt")
+    x.set_defaults(func=mib_export)
 
     b = sub.add_parser("bench", help="run bench/bench_attribution.py (extra arguments are passed on)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
@@ -156,6 +166,8 @@ def attribute(args) -> int:
     from .attribution import attribute as run_attribution
     from .evaluate import evaluate as run_evaluate
 
+    if args.mib and Path(args.mib).suffix.lower() not in (".json", ".pt"):
+        raise CLIError(f"--mib {args.mib}: MIB files end in .json or .pt")
     model, pairs, metric = load_inputs(args)
     bar, update = progress_bar(f"{args.method} on {len(pairs)} pairs")
     try:
@@ -176,6 +188,13 @@ def attribute(args) -> int:
         bar.close()
         circuit.meta["faithfulness"] = {k: v for k, v in f.to_dict().items() if k != "n_edges"}
     Path(args.out).write_text(circuit.to_json())
+    if args.mib:
+        from .mib_export import write_mib
+        try:
+            write_mib(args.mib, res.graph, res.scores)
+        except OSError as e:
+            raise CLIError(f"cannot write {args.mib}: {e.strerror} (the circuit JSON {args.out} is written)") from None
+        print(f"wrote {args.mib}: MIB importances of {res.graph.n_edges} edges (score = −{res.metric} attribution)")
     for w in res.warnings:
         print(f"edgewise: warning: {w}", file=sys.stderr)
     faith = circuit.meta.get("faithfulness", {}).get("normalized")
@@ -184,16 +203,22 @@ def attribute(args) -> int:
     return 0
 
 
-def evaluate(args) -> int:
+def read_circuit(path: str):
+    """A circuit JSON (edgewise or EAP-IG), or a CLIError naming the file."""
     from .circuit import Circuit
-    from .evaluate import evaluate as run_evaluate
 
     try:
-        circuit = Circuit.from_json(Path(args.circuit).read_bytes())
+        return Circuit.from_json(Path(path).read_bytes())
     except OSError as e:
-        raise CLIError(f"cannot read {args.circuit}: {e.strerror}") from None
+        raise CLIError(f"cannot read {path}: {e.strerror}") from None
     except ValueError as e:
-        raise CLIError(f"{args.circuit}: {e}") from None
+        raise CLIError(f"{path}: {e}") from None
+
+
+def evaluate(args) -> int:
+    from .evaluate import evaluate as run_evaluate
+
+    circuit = read_circuit(args.circuit)
     if args.metric is None and circuit.meta.get("metric"):
         args.metric = circuit.meta["metric"]
     model, pairs, metric = load_inputs(args)
@@ -206,6 +231,20 @@ def evaluate(args) -> int:
     finally:
         bar.close()
     print(json.dumps(f.to_dict(), indent=1))
+    return 0
+
+
+def mib_export(args) -> int:
+    from .mib_export import write_mib
+
+    circuit = read_circuit(args.circuit)
+    try:
+        write_mib(args.out, circuit.graph, circuit.scores, circuit.in_graph)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"cannot write {args.out}: {e.strerror}") from None
+    print(f"wrote {args.out}: MIB importances of {circuit.graph.n_edges} edges, {circuit.n_edges} in the graph")
     return 0
 
 

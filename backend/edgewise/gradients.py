@@ -18,6 +18,9 @@ the projections and the norm, so a custom autograd function at the attention inp
 run twice. One [3H(+2), B·P, d] buffer serves every layer in turn; each layer's q, k, v (and the
 upstream part of its MLP and, last, the logits slot) are scored by ONE matmul with diff.
 
+RelP (relevance.py) holds σ constant (the LN-rule): the c_h term goes, and with attention patterns
+constant only the v slots receive gradients, so only they (and the MLP / logits slots) are scored.
+
 Every reference a batch creates lives in `SlotGrads` and is dropped by `close()`: nothing of a batch
 outlives it, even with Python's cyclic garbage collector off.
 """
@@ -35,11 +38,14 @@ class SlotGrads:
     """The hooks of one gradient pass: scores[rows, :] += weight · diffᵀ ∂metric/∂inputs."""
 
     def __init__(self, model, graph: Graph, diff: torch.Tensor, scores: torch.Tensor, rows: slice,
-                 weight: float, weights: "HeadWeights", acc: dict | None = None):
+                 weight: float, weights: "HeadWeights", acc: dict | None = None, relp: bool = False):
         self.model, self.graph, self.diff, self.scores = model, graph, diff, scores
         self.rows, self.weight, self.w = rows, weight, weights
         self.acc = acc  # layer -> Σ weight · U over gradient points sharing diff's rows: one matmul at the end
+        self.relp = relp  # RelP's rules: σ constant, and patterns constant, so q and k get no gradient
+        self.letters = "v" if relp else "qkv"
         self.H = graph.cfg.n_heads
+        self.first = 2 * self.H if relp else 0  # first buffer row (and column of a layer's slots) scored
         self.extra = (0 if graph.cfg.attn_only else 1) + 1  # buffer rows after the 3H head slots: MLP, logits
         self.U = None        # [3H + extra, B·P, d], owned by one layer at a time
         self.owner = None    # that layer
@@ -53,7 +59,7 @@ class SlotGrads:
         for layer in range(g.cfg.n_layers):
             if self.head_rows(layer) is not None:
                 hooks.append((f"blocks.{layer}.hook_resid_pre", self._keep_input))
-                hooks += [(f"blocks.{layer}.attn.hook_{c}", self._wrap) for c in "qkv"]
+                hooks += [(f"blocks.{layer}.attn.hook_{c}", self._wrap) for c in self.letters]
         for name, col in g.residual_input_hooks():
             if self._prefix_rows(col) is not None or self._rest_rows(col) is not None:
                 hooks.append((name, self._grad_hook))
@@ -117,7 +123,8 @@ class SlotGrads:
         H, (B, P) = self.H, g.shape[:2]
         i = "qkv".index(letter)
         Ul = U[i * H:(i + 1) * H]
-        self.w.input_grads(layer, letter, self.x[layer].detach(), self.out[(layer, letter)], g, out=Ul)
+        self.w.input_grads(layer, letter, self.x[layer].detach(), self.out[(layer, letter)], g, out=Ul,
+                           constant_scale=self.relp)
         self.parts.add(letter)
         grad_x = Ul.sum(0).view(B, P, -1)
         if self._complete(layer):
@@ -143,7 +150,7 @@ class SlotGrads:
                 self._flush()
 
     def _complete(self, layer: int) -> bool:
-        want = {"q", "k", "v"}
+        want = set(self.letters)
         if not self.graph.cfg.attn_only:
             want.add("mlp")
         if layer == self.graph.cfg.n_layers - 1:
@@ -162,12 +169,12 @@ class SlotGrads:
         if layer == g.cfg.n_layers - 1:
             n_cols += 1
         for i, part in enumerate("qkv"):
-            if part not in self.parts:
+            if part in self.letters and part not in self.parts:
                 U[i * H:(i + 1) * H] = 0
         for k, part in enumerate((["mlp"] * (not g.cfg.attn_only) + ["logits"])[:n_cols - 3 * H]):
             if part not in self.parts:
                 U[3 * H + k] = 0
-        Uc = U[:n_cols]  # the logits row sits after the MLP row; only the last layer scores it
+        Uc = U[self.first:n_cols]  # the logits row sits after the MLP row; only the last layer scores it
         rows = self.head_rows(layer)
         if rows is not None and self.acc is not None:
             if layer in self.acc:
@@ -175,7 +182,7 @@ class SlotGrads:
             else:
                 self.acc[layer] = Uc.mul(self.weight)
         elif rows is not None:
-            score_layer(g, self.diff, self.scores, layer, rows, Uc, self.weight)
+            score_layer(g, self.diff, self.scores, layer, rows, Uc, self.weight, self.first)
         self.owner, self.parts = None, set()
         self.x.pop(layer, None)
         for c in "qkv":
@@ -190,9 +197,11 @@ class SlotGrads:
         self.out.clear()
 
 
-def score_layer(graph: Graph, diff, scores, layer: int, rows: slice, U: torch.Tensor, weight: float = 1.0):
-    """scores[rows, the layer's q, k, v (, MLP, logits) columns] += weight · diff[rows] · U (one matmul)."""
-    n, c0, n_cols = rows.stop - rows.start, graph.head_inputs(layer).start, U.shape[0]
+def score_layer(graph: Graph, diff, scores, layer: int, rows: slice, U: torch.Tensor, weight: float = 1.0,
+                first: int = 0):
+    """scores[rows, the layer's q, k, v (, MLP, logits) columns from the `first`] += weight · diff[rows] · U
+    (one matmul)."""
+    n, c0, n_cols = rows.stop - rows.start, graph.head_inputs(layer).start + first, U.shape[0]
     s = U.reshape(n_cols, -1) @ diff[rows].reshape(n, -1).T  # [n_cols, n]: ~15 % faster than diff @ Uᵀ (MKL, CPU)
     scores[rows, c0:c0 + n_cols] += weight * s.T.to(scores.dtype)
 
@@ -236,8 +245,10 @@ class HeadWeights:
             self._cache[layer] = (W.contiguous(), q0, W_raw)
         return self._cache[layer]
 
-    def input_grads(self, layer: int, letter: str, x, q, g, out: torch.Tensor) -> torch.Tensor:
-        """out ← U_h [H, B·P, d] = J_n(x)ᵀ W'_h g_h for the heads of one letter (module doc)."""
+    def input_grads(self, layer: int, letter: str, x, q, g, out: torch.Tensor,
+                    constant_scale: bool = False) -> torch.Tensor:
+        """out ← U_h [H, B·P, d] = J_n(x)ᵀ W'_h g_h for the heads of one letter (module doc); with
+        `constant_scale` (RelP's LN-rule) σ is a constant: J_nᵀ W'_h g_h = (W'_h − mean_d W'_h) g_h / σ."""
         norm = self.norms[layer]
         W, q0, W_raw = self.layer(layer)
         H = self.graph.cfg.n_heads
@@ -245,6 +256,8 @@ class HeadWeights:
         B, P, _, e = g.shape
         Wl = W[i * H:(i + 1) * H]
         if not norm.exact:  # another norm: its exact Jacobian, by autograd
+            if constant_scale:
+                raise ValueError(f"relp: no LN-rule for block {layer}'s {type(norm.module).__name__}")
             U = torch.bmm(g.permute(2, 0, 1, 3).reshape(H, B * P, e), W_raw[i * H:(i + 1) * H].transpose(1, 2))
             _, vjp = torch.func.vjp(norm.module, x)
             return out.copy_(torch.vmap(vjp)(U.view(H, B, P, -1))[0].reshape(H, B * P, -1))
@@ -254,6 +267,8 @@ class HeadWeights:
         sigma = norm.sigma(xs).to(g.dtype)  # [B, P, 1]
         gs = g / sigma[..., None]
         U = torch.bmm(gs.permute(2, 0, 1, 3).reshape(H, B * P, e), Wl.transpose(1, 2), out=out)
+        if constant_scale:
+            return U
         base = q0[i * H:(i + 1) * H]
         if self.shortformer and letter != "v":  # q and k also read the positional embedding
             base = base + torch.einsum("pd,hde->phe", self.model.W_pos[:P].detach(), W_raw[i * H:(i + 1) * H])

@@ -79,9 +79,10 @@ register_metric("kl", kl, "KL divergence from the clean next-token distribution 
 
 
 def warn_if_vanishing(metric: Metric, method: str) -> str | None:
-    """Plain EAP on a metric whose gradient is 0 at the clean point scores every edge ~0: say so."""
-    if metric.zero_grad_at_clean and method == "eap":
-        msg = (f"metric {metric.name!r} has zero gradient at the clean point, so plain EAP scores are ~0 "
+    """EAP (and RelP, whose coefficients start from the same output gradient) on a metric whose gradient
+    is 0 at the clean point scores every edge ~0: say so."""
+    if metric.zero_grad_at_clean and method in ("eap", "relp"):
+        msg = (f"metric {metric.name!r} has zero gradient at the clean point, so {method} scores are ~0 "
                "(up to float noise); use method='eap-ig-inputs' or 'clean-corrupted'")
         warnings.warn(msg, stacklevel=3)
         return msg

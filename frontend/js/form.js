@@ -16,6 +16,7 @@ const METHOD_INFO = {
   "eap-ig-inputs": "EAP-IG: gradients averaged along the path corrupted → clean at each node's input; more faithful, a few times slower.",
   "eap-ig-activations": "EAP-IG on activations: integrated gradients on each source's output.",
   "clean-corrupted": "Gradients at the clean and the corrupted run, averaged (two ends of the path).",
+  relp: "RelP: EAP's cost, with LRP's rules in the backward pass (norm scales, attention patterns and MLP ratios held at the clean run); follows exact patching through MLPs far better. Query and key edges score 0 (patterns held constant).",
   exact: "Patch every edge on its own and measure the metric: the ground truth, one forward pass per edge (small models only).",
 };
 const ABLATION_INFO = {

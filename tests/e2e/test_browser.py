@@ -43,6 +43,9 @@ def test_upload_run_explore_export_permalink(page, server, task, pairs_csv, tmp_
     page.get_by_label("Model", exact=True).select_option(task["model"])
     page.get_by_label("Prompt pairs file").set_input_files(pairs_csv)
     expect(page.locator("#dataset-status")).to_contain_text(f"{N_PAIRS} pairs ready")
+    page.get_by_label("Method", exact=True).select_option("relp")  # the page offers RelP and says what it is
+    expect(page.locator("#method-info")).to_contain_text("Query and key edges score 0")
+    expect(page.get_by_label("IG steps")).to_be_disabled()
     page.get_by_label("Method", exact=True).select_option("eap")
     page.get_by_label("Metric", exact=True).select_option(task["metric"])
     page.get_by_label("Ablation").select_option("resample")

@@ -26,7 +26,7 @@ from .config import Catalog, Settings
 from .deps import Context, api_error, require_token
 from .engine import Engine
 from .jobs import EventHub, JobQueue
-from .routes import circuits, datasets, health, models, results, runs, tasks
+from .routes import circuits, datasets, export, health, models, results, runs, tasks
 from .security import BodyLimit, Guard, SecurityHeaders, docs_csp, redact_tokens
 from .store import Store
 from .views import ScoreViews
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(sqlite3.Error, storage_error)
     app.add_exception_handler(Exception, internal_error)
-    for r in (health, models, tasks, datasets, runs, results, circuits):
+    for r in (health, models, tasks, datasets, runs, results, export, circuits):
         app.include_router(r.router, prefix="/api", dependencies=[Depends(require_token)])
     mount_docs(app)
     mount_frontend(app, Path(settings.frontend_dir))
