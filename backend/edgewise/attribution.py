@@ -98,12 +98,19 @@ class AttributionResult:
 
 
 def attribute(model, pairs, method: str = "eap", metric="logit_diff", batch_size: int = 32,
-              ablation: str = "resample", ig_steps: int = 5, progress=None) -> AttributionResult:
+              ablation: str = "resample", ig_steps: int = 5, progress=None, workers: int | None = None,
+              ray_address: str | None = None) -> AttributionResult:
     """Score every edge of `model` (any TransformerLens HookedTransformer) on `pairs`.
 
     progress(fraction) is called after each unit of work; it may raise to cancel the run.
     Scores are float32 for float32/bf16/fp16 models, float64 for float64 models.
+    With `workers` or `ray_address`, shards of pairs run on Ray actors that load `model` by name
+    (distributed.py; the extra `edgewise[ray]`): the same scores up to float rounding.
     """
+    if workers is not None or ray_address is not None:
+        from .distributed import attribute as sharded
+
+        return sharded(model, pairs, method, metric, batch_size, ablation, ig_steps, progress, workers, ray_address)
     _check(method, ablation)
     graph = Graph.from_model(model)
     m = get_metric(metric)
