@@ -50,6 +50,36 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
+def actor_cpu_s() -> float:
+    """CPU seconds used so far by every actor of the pool (replica.status)."""
+    import ray
+
+    return sum(s["cpu_s"] for s in ray.get([slot.actor.status.remote() for slot in D.get_pool().slots]))
+
+
+def timed_ray(fn, cores: list[float]) -> float:
+    """Wall seconds of fn(); appends the cores its actors got on average (their CPU seconds / wall)."""
+    c0, t0 = actor_cpu_s(), time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    cores.append((actor_cpu_s() - c0) / wall)
+    return wall
+
+
+def overhead(tiny: str, ray_address, n: int) -> None:
+    """Ray's cost per run on a tiny model (16 pairs, one batch): the first run on a fresh cluster
+    (actors start, one loads the model) and later runs (warm actor) against in-process."""
+    tmodel = ew.load_model(tiny)
+    tpairs = random_pairs(tmodel, 16, 8)
+    kw = dict(method="eap", batch_size=16, ray_address=ray_address)
+    (first,) = timed(lambda: D.attribute(tiny, tpairs, workers=2, **kw), 1)
+    local = timed(lambda: ew.attribute(tmodel, tpairs, method="eap", batch_size=16), n)
+    remote = timed(lambda: D.attribute(tiny, tpairs, workers=2, **kw), n)
+    print(f"Ray overhead per run (tiny model, 16 pairs, 1 batch): first run {first:.2f} s (2 actors start, one "
+          f"loads the model); warm actors {statistics.median(remote) - statistics.median(local):.3f} s "
+          f"(Ray {statistics.median(remote):.3f} s, in-process {statistics.median(local):.3f} s, median of {n})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=256)
@@ -58,6 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ray-address", default=None, help="an existing cluster (default: a local one, 2 CPUs)")
     ap.add_argument("--gpu", action="store_true", help="workers are GPUs; in-process runs on cuda")
+    ap.add_argument("--overhead-only", action="store_true", help="only the tiny model's Ray overhead")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     import ray
@@ -67,6 +98,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         big = gpt2_checkpoint(Path(tmp) / "gpt2-small")  # GPT2Config() is GPT-2 small: 12 x 12 heads, 768
         tiny = gpt2_checkpoint(Path(tmp) / "tiny", n_layer=2, n_head=2, n_embd=16, vocab_size=64, n_positions=64)
+        overhead(str(tiny), args.ray_address, 5 * args.repeats)
+        if args.overhead_only:
+            return 0
         device = "cuda" if args.gpu else "cpu"
         model = ew.load_model(str(big), device=device)
         pairs = random_pairs(model, args.pairs, args.tokens)
@@ -76,27 +110,18 @@ def main(argv=None) -> int:
               f"{args.tokens} tokens, batch {args.batch_size}, {os.cpu_count()} cores here")
         for w in (1, 2):  # warm: each actor loads the model and fetches the pairs once
             D.attribute(str(big), pairs, workers=w, **kw)
-        times = {"in-process": [], 1: [], 2: []}
+        times, cores = {"in-process": [], 1: [], 2: []}, {1: [], 2: []}
         for _ in range(args.repeats):
             times["in-process"] += timed(lambda: ew.attribute(model, pairs, method="eap", batch_size=args.batch_size), 1)
             for w in (1, 2):
-                times[w] += timed(lambda: D.attribute(str(big), pairs, workers=w, **kw), 1)
+                times[w].append(timed_ray(lambda: D.attribute(str(big), pairs, workers=w, **kw), cores[w]))
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"  in-process, 1 thread   {med['in-process']:7.2f} s   (runs: {_fmt(times['in-process'])})")
-        for w in (1, 2):
-            print(f"  Ray, {w} worker{'s' * (w > 1)}          {med[w]:7.2f} s   (runs: {_fmt(times[w])})")
+        for w in (1, 2):  # cores: what the neighbours left the actors (2 workers on 2 free cores: ~2)
+            print(f"  Ray, {w} worker{'s' * (w > 1)}          {med[w]:7.2f} s   (runs: {_fmt(times[w])}; "
+                  f"cores the actors got: {_fmt(cores[w])})")
         print(f"  1 worker / in-process   {med[1] / med['in-process']:.2f}")
         print(f"  1 worker / 2 workers    {med[1] / med[2]:.2f}   (speed-up of the second worker)")
-
-        tmodel = ew.load_model(str(tiny))
-        tpairs = random_pairs(tmodel, 16, 8)
-        D.attribute(str(tiny), tpairs, workers=1, **{**kw, "batch_size": 16})
-        n = 5 * args.repeats
-        local = timed(lambda: ew.attribute(tmodel, tpairs, method="eap", batch_size=16), n)
-        remote = timed(lambda: D.attribute(str(tiny), tpairs, workers=1, **{**kw, "batch_size": 16}), n)
-        print(f"Ray overhead per run (tiny model, 16 pairs, 1 batch, warm actor): "
-              f"{statistics.median(remote) - statistics.median(local):.3f} s "
-              f"(Ray {statistics.median(remote):.3f} s, in-process {statistics.median(local):.3f} s, median of {n})")
     return 0
 
 

@@ -44,6 +44,13 @@ def test_plan_cuts_whole_batches_in_order():
     assert [len(s.work) for s in plan(list(range(3)), [4, 4, 1], workers=5)] == [1, 1, 1]  # more workers than batches
 
 
+def test_one_actor_per_gpu_else_cpu_actors():
+    """The actor shape from the cluster's resources (no GPU here to start one on)."""
+    assert D.actor_shape({"CPU": 16.0, "GPU": 4.0}) == (("gpu", 1), {"num_gpus": 1, "num_cpus": 1}, 4)
+    assert D.actor_shape({"CPU": 2.0}) == (("cpu", 1.0), {"num_cpus": 1.0}, 2)
+    assert D.actor_shape({"CPU": 8.0, "GPU": 0.5}, cpus_per_worker=2) == (("cpu", 2), {"num_cpus": 2}, 4)
+
+
 @pytest.mark.parametrize("method,ablation", [("eap", "resample"), ("eap-ig-inputs", "resample"),
                                              ("exact", "resample"), ("eap", "mean")])
 def test_sharded_scores_equal_in_process(ray_cluster, checkpoint, local, method, ablation):

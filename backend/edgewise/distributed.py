@@ -20,7 +20,6 @@ an actor whose process dies; its shard is retried once (shards.py).
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
 import torch
@@ -52,14 +51,15 @@ def connect(address: str | None = None):
     """Join Ray once per process: `local` starts a cluster on this machine (listening on loopback only),
     `auto` joins the one `ray start --head` runs here, `ray://host:port` a remote one, None whichever
     RAY_ADDRESS names, else a local one. A process already joined stays with its cluster."""
-    local = address == "local" or (address is None and not os.environ.get("RAY_ADDRESS"))
-    if local and "ray" not in sys.modules:
-        # Ray advertises the machine's outward address even for a one-machine cluster; this keeps it on 127.0.0.1
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        address = "local"  # not a cluster some earlier `ray start` left in /tmp/ray
     ray = _ray()
     with _LOCK:
         if not ray.is_initialized():
-            kw = dict(include_dashboard=False, log_to_driver=False, logging_level="warning") if local else {}
+            kw = {}
+            if address == "local":
+                kw = dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
+                _loopback_only()
             try:
                 ray.init(address=address, **kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -67,22 +67,36 @@ def connect(address: str | None = None):
     return ray
 
 
+def _loopback_only() -> None:
+    """A one-machine cluster listens on 127.0.0.1: Ray otherwise binds its processes to the machine's
+    outward address. Ray reads the switch when imported (done by now: replica.py imports it), and its
+    processes read it from the environment, so both are set (unless the user set it)."""
+    if "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" in os.environ:
+        return
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def actor_shape(resources: dict, cpus_per_worker: float = 1.0) -> tuple[tuple, dict, int]:
+    """(pool key, ray.remote resources of one actor, how many fit) for a cluster's resources:
+    one actor per GPU when it has GPUs, else CPU actors of `cpus_per_worker` cores."""
+    gpus = int(resources.get("GPU", 0))
+    if gpus >= 1:
+        return ("gpu", 1), dict(num_gpus=1, num_cpus=1), gpus
+    return ("cpu", cpus_per_worker), dict(num_cpus=cpus_per_worker), int(resources.get("CPU", 0) / cpus_per_worker)
+
+
 def get_pool(address: str | None = None, cpus_per_worker: float = 1.0) -> Pool:
     """The pool of model replicas of this cluster (GPU actors when it has GPUs), shared by this process."""
     ray = connect(address)
-    gpus = ray.cluster_resources().get("GPU", 0) >= 1
-    key = ("gpu", 1) if gpus else ("cpu", cpus_per_worker)
+    key, shape, _ = actor_shape(ray.cluster_resources(), cpus_per_worker)
     with _LOCK:
         if key not in _POOLS:
-            shape = dict(num_gpus=1, num_cpus=1) if gpus else dict(num_cpus=cpus_per_worker)
             actor = ray.remote(concurrency_groups={CONTROL: 2}, max_restarts=-1, max_task_retries=0,
                                **shape)(Replica)
-
-            def room() -> int:
-                res = ray.cluster_resources()
-                return int(res.get("GPU", 0)) if gpus else int(res.get("CPU", 0) / cpus_per_worker)
-
-            _POOLS[key] = Pool(ray, actor.remote, room)
+            _POOLS[key] = Pool(ray, actor.remote, lambda: actor_shape(ray.cluster_resources(), cpus_per_worker)[2])
         return _POOLS[key]
 
 

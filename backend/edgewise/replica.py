@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -91,10 +92,10 @@ class Replica:
     # ------------------------------------------------------------ control group
     @_control
     def status(self) -> dict:
-        """pid, device, models held, what computes now, task counts."""
+        """pid, device, models held, what computes now, task counts, CPU seconds this process has used."""
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         return {"pid": os.getpid(), "gpu": gpu, "models": [m.name for m in self._models], "busy": self._busy,
-                **self.counts}
+                "cpu_s": time.process_time(), **self.counts}
 
     @_control
     def progress(self, task: str) -> float | None:
