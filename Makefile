@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[web,test]'
+	$(BIN)/pip install -q -e '.[web,test,ray]'
 	touch $(STAMP)
 
 # the page's libraries (cytoscape, plotly), served by the backend under /vendor/; again only when the lock changes

@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# the Ray tests' one-machine cluster listens on loopback only (Ray otherwise advertises the machine's
+# outward address); read when ray is imported, so set before any test module imports it
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import pytest
 import torch
@@ -55,3 +58,12 @@ def model():
 @pytest.fixture
 def pairs(model):
     return random_pairs(model)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs, started once for the Ray tests (test_distributed*.py), stopped at the end."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    yield ray
+    ray.shutdown()

@@ -102,12 +102,19 @@ class AttributionResult:
 
 
 def attribute(model, pairs, method: str = "eap", metric="logit_diff", batch_size: int = 32,
-              ablation: str = "resample", ig_steps: int = 5, progress=None) -> AttributionResult:
+              ablation: str = "resample", ig_steps: int = 5, progress=None, workers: int | None = None,
+              ray_address: str | None = None) -> AttributionResult:
     """Score every edge of `model` (any TransformerLens HookedTransformer) on `pairs`.
 
     progress(fraction) is called after each unit of work; it may raise to cancel the run.
     Scores are float32 for float32/bf16/fp16 models, float64 for float64 models.
+    With `workers` or `ray_address`, shards of pairs run on Ray actors that load `model` by name
+    (distributed.py; the extra `edgewise[ray]`): the same scores up to float rounding.
     """
+    if workers is not None or ray_address is not None:
+        from .distributed import attribute as sharded
+
+        return sharded(model, pairs, method, metric, batch_size, ablation, ig_steps, progress, workers, ray_address)
     notes = _check(method, ablation, model)
     for note in notes:
         warnings.warn(note, stacklevel=2)
@@ -169,6 +176,28 @@ def _check(method: str, ablation: str, model=None) -> list[str]:
     if method == "relp" and model is not None:
         check_relp_model(model)
     return method_warnings(model, method, ablation) if model is not None else []
+
+
+def method_checks(model) -> dict:
+    """{"method/ablation": ["error", message] or ["warn", *notes]} for every pair on `model`: what
+    _check decides, carried to where the model is not (a Ray driver holds only its name)."""
+    out = {}
+    for method in METHODS:
+        for ablation in ABLATIONS:
+            try:
+                out[f"{method}/{ablation}"] = ["warn", *_check(method, ablation, model)]
+            except ValueError as e:
+                out[f"{method}/{ablation}"] = ["error", str(e)]
+    return out
+
+
+def apply_checks(checks: dict, method: str, ablation: str) -> list[str]:
+    """_check for a model known by its method_checks: raises its ValueError, else returns its notes."""
+    _check(method, ablation)
+    kind, *rest = checks[f"{method}/{ablation}"]
+    if kind == "error":
+        raise ValueError(rest[0])
+    return rest
 
 
 class _Progress:

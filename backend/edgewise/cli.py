@@ -1,10 +1,11 @@
 """The `edgewise` command: the web app, and the engine from the shell.
 
-    edgewise serve [--host 127.0.0.1] [--port 8000] [--data DIR]
+    edgewise serve [--host 127.0.0.1] [--port 8000] [--data DIR] [--ray-address local|auto|ray://host:port]
     edgewise attribute --model M --pairs FILE [--method eap] [--metric logit_diff] [--ablation resample]
                        [--top-k 100 | --min-abs-score X] [--dtype float32|bfloat16|float16] --out circuit.json
     edgewise attribute --task tracr-reverse --out circuit.json      # a bundled task's model, pairs, metric
     edgewise attribute ... --mib ioi_gpt2/importances.pt           # also MIB's submission file (.json or .pt)
+    edgewise attribute ... --workers 4 [--ray-address auto]          # sharded over Ray actors (edgewise[ray])
     edgewise evaluate --model M --pairs FILE --circuit circuit.json
     edgewise mib-export --circuit circuit.json --out importances.json  # a circuit JSON's scores in MIB's format
     edgewise bench [ARGS...]                                        # bench/bench_attribution.py ARGS
@@ -43,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--data", help="data directory (default $EDGEWISE_DATA or ./data)")
     s.add_argument("--log-level", default="info")
+    s.add_argument("--ray-address", help="compute runs on this Ray cluster: local, auto or ray://host:port "
+                   "(default $EDGEWISE_RAY_ADDRESS; none: this machine's device)")
     s.set_defaults(func=serve)
 
     a = sub.add_parser("attribute", help="score every edge and write a circuit JSON")
@@ -85,6 +88,10 @@ def source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device (default $EDGEWISE_DEVICE, else cuda if available, else cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="weights and activations (default float32; bfloat16/float16 halve memory on a GPU)")
+    p.add_argument("--workers", type=int, help="shard the pairs over this many Ray actors, each holding the model "
+                   "(one per GPU; needs edgewise[ray])")
+    p.add_argument("--ray-address", help="the Ray cluster: local (start one here), auto (`ray start --head` on this "
+                   "machine) or ray://host:port; default: a local one")
 
 
 # ------------------------------------------------------------------ serve
@@ -101,6 +108,13 @@ def serve(args) -> int:
         raise CLIError(str(e)) from None
     if args.data:
         settings.data_dir = Path(args.data)
+    if args.ray_address:
+        from .server.config import ray_address
+
+        try:
+            settings.ray_address = ray_address(args.ray_address)
+        except SettingsError as e:
+            raise CLIError(str(e).replace("EDGEWISE_RAY_ADDRESS", "--ray-address")) from None
     if args.host not in LOCAL_HOSTS + ("0.0.0.0", "::"):  # the name this server is reached by
         settings.allowed_hosts += (args.host.lower(),)
     if args.host not in LOCAL_HOSTS and not settings.token:
@@ -109,7 +123,9 @@ def serve(args) -> int:
               file=sys.stderr)
     try:
         app = create_app(settings)
-    except StoreError as e:
+    except (StoreError, ImportError) as e:
+        raise CLIError(str(e)) from None
+    except RuntimeError as e:  # a Ray cluster that cannot be joined
         raise CLIError(str(e)) from None
     print(f"edgewise: http://{args.host}:{args.port}/  (data: {settings.data_dir.resolve()})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=3)
@@ -117,11 +133,9 @@ def serve(args) -> int:
 
 
 # ------------------------------------------------------------------ attribute / evaluate
-def load_inputs(args):
-    """(model, pairs, metric) from --task / --model / --pairs / --metric; CLIError names what is wrong."""
+def sources(args):
+    """(model name, pairs path, metric) from --task / --model / --pairs / --metric."""
     from . import tasks  # noqa: F401  (registers the task metrics)
-    from .data import PairsError, PromptPairs
-    from .models import load_model
 
     task = None
     if args.task:
@@ -133,6 +147,34 @@ def load_inputs(args):
     pairs_path = args.pairs or (task.pairs_path if task else None)
     if not model_name or not pairs_path:
         raise CLIError("give --model and --pairs, or --task")
+    if not Path(pairs_path).is_file():
+        raise CLIError(f"no pairs file {str(pairs_path)!r}")
+    return model_name, pairs_path, args.metric or (task.metric if task else "logit_diff")
+
+
+def sharded(args) -> bool:
+    return args.workers is not None or args.ray_address is not None
+
+
+def load_inputs(args):
+    """(model, pairs, metric); CLIError names what is wrong. With --workers / --ray-address the model
+    is a distributed.ModelName and one Ray actor tokenizes the pairs (no replica loads here)."""
+    from .data import PairsError, PromptPairs, parse_records
+    from .models import load_model
+
+    model_name, pairs_path, metric = sources(args)
+    if sharded(args):
+        from . import distributed
+
+        model = distributed.ModelName(model_name, args.dtype, args.device)
+        try:
+            pairs = distributed.tokenize(model, parse_records(Path(pairs_path).read_bytes(), Path(pairs_path).name),
+                                         args.ray_address)
+        except PairsError as e:
+            raise CLIError(f"{pairs_path}: {e}") from None
+        except (ValueError, RuntimeError, OSError, ImportError) as e:
+            raise CLIError(f"model {model_name!r}: {e}") from None
+        return model, pairs, metric
     bar, update = progress_bar(f"loading {Path(model_name).name or model_name}")
     try:
         model = load_model(model_name, device=args.device, dtype=args.dtype, progress=lambda f, detail: update(f))
@@ -141,13 +183,11 @@ def load_inputs(args):
         raise CLIError(f"model {model_name!r}: {e}") from None
     finally:
         bar.close()
-    if not Path(pairs_path).is_file():
-        raise CLIError(f"no pairs file {str(pairs_path)!r}")
     try:
         pairs = PromptPairs.from_file(model, pairs_path)
     except PairsError as e:
         raise CLIError(f"{pairs_path}: {e}") from None
-    return model, pairs, args.metric or (task.metric if task else "logit_diff")
+    return model, pairs, metric
 
 
 def progress_bar(desc: str):
@@ -169,11 +209,13 @@ def attribute(args) -> int:
     if args.mib and Path(args.mib).suffix.lower() not in (".json", ".pt"):
         raise CLIError(f"--mib {args.mib}: MIB files end in .json or .pt")
     model, pairs, metric = load_inputs(args)
-    bar, update = progress_bar(f"{args.method} on {len(pairs)} pairs")
-    try:
+    ray = {"workers": args.workers, "ray_address": args.ray_address} if sharded(args) else {}
+    on = f" on {args.workers or 'the'} Ray worker{'s' * (args.workers != 1)}" if ray else ""
+    bar, update = progress_bar(f"{args.method} on {len(pairs)} pairs{on}")
+    try:  # progress from every actor comes back as one fraction: one bar
         res = run_attribution(model, pairs, method=args.method, metric=metric, batch_size=args.batch_size,
-                              ablation=args.ablation, ig_steps=args.ig_steps, progress=update)
-    except ValueError as e:
+                              ablation=args.ablation, ig_steps=args.ig_steps, progress=update, **ray)
+    except (ValueError, RuntimeError) as e:
         raise CLIError(str(e)) from None
     finally:
         bar.close()
@@ -183,9 +225,13 @@ def attribute(args) -> int:
     circuit.meta["ablation"] = args.ablation
     if not args.no_faithfulness:
         bar, update = progress_bar("faithfulness")
-        f = run_evaluate(model, pairs, circuit, metric=metric, ablation=args.ablation, batch_size=args.batch_size,
-                         progress=update)
-        bar.close()
+        try:
+            f = run_evaluate(model, pairs, circuit, metric=metric, ablation=args.ablation, batch_size=args.batch_size,
+                             progress=update, **ray)
+        except (ValueError, RuntimeError) as e:
+            raise CLIError(str(e)) from None
+        finally:
+            bar.close()
         circuit.meta["faithfulness"] = {k: v for k, v in f.to_dict().items() if k != "n_edges"}
     Path(args.out).write_text(circuit.to_json())
     if args.mib:
@@ -225,8 +271,9 @@ def evaluate(args) -> int:
     bar, update = progress_bar("faithfulness")
     try:
         f = run_evaluate(model, pairs, circuit, metric=metric, ablation=args.ablation, batch_size=args.batch_size,
-                         progress=update)
-    except ValueError as e:
+                         progress=update, **({"workers": args.workers, "ray_address": args.ray_address}
+                                             if sharded(args) else {}))
+    except (ValueError, RuntimeError) as e:
         raise CLIError(str(e)) from None
     finally:
         bar.close()

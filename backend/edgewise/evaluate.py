@@ -235,8 +235,13 @@ def evaluate_masks(model, pairs, masks, metric="logit_diff", ablation="resample"
 
 
 def evaluate(model, pairs, circuit, metric="logit_diff", ablation="resample", batch_size: int = 32,
-             progress=None) -> Faithfulness:
-    """Faithfulness of `circuit` (a Circuit, edge names, or a bool mask) on `pairs`."""
+             progress=None, workers: int | None = None, ray_address: str | None = None) -> Faithfulness:
+    """Faithfulness of `circuit` (a Circuit, edge names, or a bool mask) on `pairs`; with `workers` or
+    `ray_address`, sharded on Ray actors that load `model` by name (distributed.py)."""
+    if workers is not None or ray_address is not None:
+        from .distributed import evaluate as sharded
+
+        return sharded(model, pairs, circuit, metric, ablation, batch_size, progress, workers, ray_address)
     return CircuitEvaluator(model, pairs, metric, ablation, batch_size).faithfulness(circuit, progress)
 
 
@@ -268,9 +273,15 @@ def top_k_masks(graph: Graph, scores: torch.Tensor, ks, signed: bool = False) ->
 
 
 def faithfulness_curve(model, pairs, scores: torch.Tensor, metric="logit_diff", ablation="resample",
-                       ks: list[int] | None = None, batch_size: int = 32, progress=None) -> list[dict]:
+                       ks: list[int] | None = None, batch_size: int = 32, progress=None, workers: int | None = None,
+                       ray_address: str | None = None) -> list[dict]:
     """Normalized faithfulness of the top-k circuit (by |score|) for each k (default `curve_ks`);
-    each point: k, fraction = k / n_edges, metric_clean / _corrupted / _circuit, normalized."""
+    each point: k, fraction = k / n_edges, metric_clean / _corrupted / _circuit, normalized.
+    With `workers` or `ray_address`, sharded on Ray actors that load `model` by name (distributed.py)."""
+    if workers is not None or ray_address is not None:
+        from .distributed import faithfulness_curve as sharded
+
+        return sharded(model, pairs, scores, metric, ablation, ks, batch_size, progress, workers, ray_address)
     graph = Graph.from_model(model)
     ks = ks or curve_ks(graph.n_edges)
     clean, corrupted, values = evaluate_masks(model, pairs, top_k_masks(graph, scores, ks), metric, ablation,

@@ -50,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hub = EventHub()
     engine = Engine(settings, store, catalog)
     views = ScoreViews(store)
-    jobs = JobQueue(store, hub, engine.execute, concurrency=settings.concurrency)
+    # on a Ray cluster, up to one run per model replica computes at once
+    concurrency = max(settings.concurrency, engine.cluster.workers) if engine.cluster else settings.concurrency
+    jobs = JobQueue(store, hub, engine.execute, concurrency=concurrency)
     ctx = Context(settings, catalog, store, hub, jobs, engine, views)
 
     @asynccontextmanager

@@ -17,10 +17,15 @@ Environment variables (all optional):
                              one patched forward pass per batch)
     EDGEWISE_ACTIVATION_CACHE_MB  most memory a run's cached clean/ablated activations may take for
                              fast faithfulness requests (default 2048); above it each request recomputes them
+    EDGEWISE_RAY_ADDRESS     compute runs and faithfulness requests on a Ray cluster: `local` (started
+                             here), `auto` (the one `ray start --head` runs here) or `ray://host:port`;
+                             several runs then compute at once (needs the extra edgewise[ray])
+    EDGEWISE_RAY_WORKERS     model replicas on the cluster (default: one per GPU; 2 CPU actors without GPUs)
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -83,6 +88,8 @@ class Settings:
     evaluator_cache_size: int = 2  # runs whose clean/ablated activations are kept for /faithfulness
     activation_cache_mb: float = 2048.0  # above this a run's evaluator recomputes activations per request
     curve_points: int = 24  # log-spaced k of the faithfulness curve computed with each run
+    ray_address: str | None = None  # runs compute on this Ray cluster (server/cluster.py)
+    ray_workers: int | None = None  # its model replicas (None: one per GPU, else 2)
     busy_timeout_s: float = 20.0  # how long a queued /faithfulness waits for the device before a 503
     max_waiting: int = 16  # /faithfulness requests waiting for the device; more answer 503 at once
     catalog: Catalog | None = None
@@ -113,7 +120,9 @@ class Settings:
                 device=env.get("EDGEWISE_DEVICE") or None,
                 frontend_dir=Path(env.get("EDGEWISE_FRONTEND") or REPO_FRONTEND),
                 curve_points=num("EDGEWISE_CURVE_POINTS", int, 24),
-                activation_cache_mb=num("EDGEWISE_ACTIVATION_CACHE_MB", float, 2048.0))
+                activation_cache_mb=num("EDGEWISE_ACTIVATION_CACHE_MB", float, 2048.0),
+                ray_address=ray_address(env.get("EDGEWISE_RAY_ADDRESS")),
+                ray_workers=num("EDGEWISE_RAY_WORKERS", int, None) if env.get("EDGEWISE_RAY_WORKERS") else None)
         for k, v in overrides.items():
             setattr(s, k, v)
         return s
@@ -132,6 +141,16 @@ class Settings:
     def dtypes(self) -> list[str]:
         """Weight dtypes a run may ask for: half precisions only on cuda (CPU kernels are slow or missing)."""
         return ["float32", "bfloat16", "float16"] if self.resolved_device().startswith("cuda") else ["float32"]
+
+
+def ray_address(raw: str | None) -> str | None:
+    """EDGEWISE_RAY_ADDRESS: local, auto, ray://host:port or host:port (a head's GCS); empty: no cluster."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    if raw in ("local", "auto") or re.fullmatch(r"(ray://)?[\w.\-\[\]:]+:\d+", raw):
+        return raw
+    raise SettingsError(f"EDGEWISE_RAY_ADDRESS={raw!r}: expected local, auto, ray://host:port or host:port")
 
 
 def looks_like_path(name: str) -> bool:

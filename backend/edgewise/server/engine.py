@@ -111,7 +111,12 @@ class Engine:
         self.settings, self.store = settings, store
         self.device = settings.resolved_device()
         self.models = ModelCache(catalog, self.device, settings.model_cache_size)
-        self.gpu = Device(self.device, max_waiting=settings.max_waiting)
+        self.cluster = None  # with EDGEWISE_RAY_ADDRESS: runs and faithfulness requests compute on Ray (cluster.py)
+        if settings.ray_address:
+            from .cluster import Cluster
+
+            self.cluster = Cluster(settings.ray_address, settings.ray_workers, settings.max_waiting)
+        self.gpu = self.cluster.device if self.cluster else Device(self.device, max_waiting=settings.max_waiting)
         self._evaluators = LRU(settings.evaluator_cache_size)
         self._per_pair = LRU(32)  # (run id, kept-edge mask digest) -> per-pair metrics
         self._eval_lock = threading.Lock()
@@ -142,8 +147,10 @@ class Engine:
             return (time.monotonic() - t0) * (1 - f) / f if f > 0.02 else None
 
         with self.gpu.hold(f"the attribution of run {run['id']}", eta=eta):
-            res = attribute(model, pairs, method=run["method"], metric=run["metric"], batch_size=run["batch_size"],
-                            ablation=run["ablation"], ig_steps=run["ig_steps"] or 1, progress=attribution_progress)
+            res = attribute(self.cluster.model(run) if self.cluster else model, pairs, method=run["method"],
+                            metric=run["metric"], batch_size=run["batch_size"], ablation=run["ablation"],
+                            ig_steps=run["ig_steps"] or 1, progress=attribution_progress,
+                            **(self.cluster.sharding() if self.cluster else {}))
         job.report(w, "saving")
         job.scored(res.graph.cfg.to_dict(), res.scores.detach().double().cpu().numpy(), res.warnings, len(ks))
 
@@ -227,6 +234,9 @@ class Engine:
                                   "can no longer be evaluated") from None
             batch_size = run.get("batch_size") or 16
             cache = cache_bytes(model, pairs, batch_size) <= self.settings.activation_cache_mb * 2**20
+            if self.cluster:  # each actor keeps its own batches' activations
+                return self._evaluators.put(run["id"], self.cluster.evaluator(
+                    run, pairs, batch_size, cache, int(self.settings.activation_cache_mb * 2**20)))
             return self._evaluators.put(run["id"], CircuitEvaluator(
                 model, pairs, run["metric"], run.get("ablation") or "resample", batch_size, cache=cache))
 

@@ -12,4 +12,5 @@ router = APIRouter(tags=["health"])
 async def health(ctx: Context = Depends(get_ctx)) -> Health:
     ctx.jobs.start()  # replaces a dead worker, should one ever die
     return Health(version=__version__, device=ctx.engine.device, auth=bool(ctx.settings.token),
-                  dtypes=ctx.settings.dtypes(), ray=None, queued=ctx.jobs.n_queued(), running=len(ctx.jobs.running))
+                  dtypes=ctx.settings.dtypes(), ray=ctx.engine.cluster.info() if ctx.engine.cluster else None,
+                  queued=ctx.jobs.n_queued(), running=len(ctx.jobs.running))
