@@ -55,12 +55,7 @@ class Catalog:
     def default(cls) -> "Catalog":
         from .. import models, tasks
 
-        def load(name, device, dtype=None, progress=None):
-            from .engine import call_loader  # passes `progress` once models.load_model takes it
-
-            return call_loader(models.load_model, name, device, dtype, progress)
-
-        return cls(load_model=load,
+        return cls(load_model=models.load_model,
                    list_models=models.list_models, list_tasks=tasks.list_tasks,
                    task_pairs_path=lambda name: tasks.load_task(name).pairs_path)
 
