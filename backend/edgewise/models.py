@@ -24,8 +24,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from . import hub
 from .checkpoints import checkpoint_summary, default_device, human_size, load_checkpoint, parse_dtype, quiet
 from .graph import Graph, GraphConfig
+from .zoo import ZOO_DIR
 
-ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 DESCRIPTIONS = {
     "tracr-reverse": "tracr-compiled: reverses a sequence over {1,2,3} (4 layers, 1 head, no LayerNorm); "
                      "circuit known from the weights",
@@ -56,7 +56,7 @@ def load_model(name: str, device: str | None = None, dtype=None, progress=None) 
     report = progress or (lambda fraction, detail: None)
     with quiet():
         if name in zoo_names():
-            from . import tasks  # noqa: F401  (registers the zoo's task metrics, e.g. tracr_reverse)
+            from .zoo import metrics  # noqa: F401  (registers the zoo's task metrics, e.g. tracr_reverse)
             return _load_zoo(name, device, dtype)
         path = Path(name).expanduser()
         if path.is_dir():
