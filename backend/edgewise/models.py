@@ -36,7 +36,7 @@ DESCRIPTIONS = {
     "toy-ioi": "4-layer transformer trained on indirect-object sentences (both name orders, ABC pairs), "
                "word-level tokenizer; role circuit from attention and path patching",
     "interp-lookup": "3-layer transformer trained with strict interchange-intervention training (SIIT): "
-                     "key-value lookup plus offset, its 8-edge circuit known by training",
+                     "key-value lookup plus offset, its 7-edge circuit known by training",
 }
 TL_NATIVE = ("NeelNanda/", "ArthurConmy/", "Baidicoot/")  # TransformerLens's own (not transformers) format
 
