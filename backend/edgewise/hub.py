@@ -18,6 +18,9 @@ _TRUE = ("1", "true", "yes", "on")
 _reachable: dict = {"at": -1e9, "value": False, "key": None}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                    "merges.txt", "tokenizer.model", "added_tokens.json", "spiece.model")
+# Hub repos moved into organisations after TransformerLens named them; a cache may hold either.
+MOVED = {n: f"openai-community/{n}" for n in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
+MOVED["distilgpt2"] = "distilbert/distilgpt2"
 
 
 def offline() -> bool:

@@ -7,7 +7,8 @@ or the hub), and the list of models that can be loaded here.
     load_model("Qwen/Qwen2.5-0.5B", dtype="bfloat16")  # HF cache if it holds it, else downloaded (hub reachable)
 
 A checkpoint folder becomes a HookedTransformer in checkpoints.py (its own config.json, through
-arch.py); a name is looked up in the local HF cache (hub.py) before any download.
+arch.py); a name is looked up in the local HF cache (hub.py) before any download. TransformerLens's
+own-format names (NeelNanda/…: attn-only-2l, gelu-2l, solu-1l, …) load through tl_native.py.
 
 HF_HUB_OFFLINE=1 is honoured: the cache is used and the network never tried. Device: the `device`
 argument, else $EDGEWISE_DEVICE, else cuda when available, else cpu. progress(fraction, detail)
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from . import hub
+from . import hub, tl_native
 from .checkpoints import checkpoint_summary, default_device, human_size, load_checkpoint, parse_dtype, quiet
 from .graph import Graph, GraphConfig
 from .zoo import ZOO_DIR
@@ -38,7 +39,7 @@ DESCRIPTIONS = {
     "interp-lookup": "3-layer transformer trained with strict interchange-intervention training (SIIT): "
                      "key-value lookup plus offset, its 7-edge circuit known by training",
 }
-TL_NATIVE = ("NeelNanda/", "ArthurConmy/", "Baidicoot/")  # TransformerLens's own (not transformers) format
+TL_NATIVE = tl_native.PREFIXES  # TransformerLens's own (not transformers) format
 
 
 def offered_dtypes(device: str | None = None) -> list[str]:
@@ -104,9 +105,7 @@ def official_name(name: str) -> str | None:
         return None
 
 
-# Hub repos moved into organisations after TransformerLens named them; a cache may hold either.
-MOVED = {n: f"openai-community/{n}" for n in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
-MOVED["distilgpt2"] = "distilbert/distilgpt2"
+MOVED = hub.MOVED  # hub repos that moved into organisations (gpt2 → openai-community/gpt2)
 
 
 def _repo_ids(name: str, official: str | None) -> list[str]:
@@ -127,8 +126,8 @@ def _load_named(name: str, device: str, dtype: torch.dtype, report) -> HookedTra
     if official is None and name.count("/") != 1:
         raise ValueError(f"unknown model {name!r}: not a bundled model ({', '.join(zoo_names())}), not a local "
                          "directory, not a TransformerLens pretrained name and not a hub repo id (org/name)")
-    if official and official.startswith(TL_NATIVE):
-        return _load_tl_native(name, official, device, dtype)
+    if tl_native.is_native(official):
+        return tl_native.load(name, official, device, dtype, report)
     for repo in _repo_ids(name, official):
         snap = hub.snapshot(repo)
         if hub.complete(snap):
@@ -144,14 +143,6 @@ def _load_named(name: str, device: str, dtype: torch.dtype, report) -> HookedTra
         raise RuntimeError(f"model {name!r}: downloading {repo} from the hub failed: {type(e).__name__}: {e}") from None
     return load_checkpoint(snap, device, dtype, lambda f, d: report(0.5 + 0.5 * f, d),
                            name=repo.split("/")[-1])
-
-
-def _load_tl_native(name: str, official: str, device: str, dtype: torch.dtype) -> HookedTransformer:
-    if not hub.hub_reachable():
-        raise RuntimeError(f"model {name!r} ({official}) is stored in TransformerLens's own format, which "
-                           "TransformerLens 3.9 loads only from the hub, and the hub is unreachable here")
-    with quiet():
-        return HookedTransformer.from_pretrained(official, device=device, dtype=dtype).eval()
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
@@ -190,6 +181,13 @@ def _gb(n: int | None) -> str:
     return f", {human_size(n)}" if n else ""
 
 
+def _native_entry(official: str, summary: dict, device) -> dict:
+    about = "TransformerLens's own format in the local Hugging Face cache" + _gb(summary["size_bytes"])
+    if summary["missing"]:  # e.g. its tokenizer's repo: from_pretrained fetches it when the hub is reachable
+        about += "; not cached, so loading needs the hub: " + "; ".join(summary["missing"])
+    return _entry(official, "cache", summary, about, device, download_needed=bool(summary["missing"]))
+
+
 def list_models(device: str | None = None) -> list[dict]:
     """The zoo, the TransformerLens names and hub repos already complete in the local HF cache, and
     (only when the hub is reachable) a few well-known models that need a download. No weights are read."""
@@ -202,6 +200,13 @@ def list_models(device: str | None = None) -> list[dict]:
         out.append({**entry, "metrics": model_supports(name)})
     cached = set()
     for repo, _ in hub.cached_repos():
+        official = official_name(repo)
+        if tl_native.is_native(official):
+            summary = tl_native.summary(official)
+            if summary is not None:
+                cached |= {official.lower()}
+                out.append(_native_entry(official, summary, device))
+            continue
         snap = hub.snapshot(repo)
         summary = checkpoint_summary(snap) if hub.complete(snap) else None
         if summary is None or summary.get("error"):  # a cache also holds encoders, vision models, ...
