@@ -110,6 +110,12 @@ def test_cli_refuses_with_a_message(tmp_path, capsys):
 def test_server_run_fails_with_the_reason_or_carries_the_warning(tmp_path):
     with TestClient(create_app(settings(tmp_path, curve_points=3))) as client:
         ds = upload(client)
+        body = {"model": "tiny", "dataset_id": ds["id"], "method": "eap-ig-inputs", "ablation": "zero"}
+        refused = client.post("/api/runs", json=body)  # the upload loaded the model: refused at once
+        assert refused.status_code == 422 and refused.json()["detail"]["field"] == "method"
+        assert "ill-defined" in refused.json()["detail"]["message"]
+        assert not [r for r in client.get("/api/runs").json() if r["method"] == "eap-ig-inputs"]
+        client.app.state.ctx.engine.models._models.clear()  # not loaded (e.g. after a restart): the job refuses it
         bad = wait(client, start_run(client, ds["id"], method="eap-ig-inputs", ablation="zero")["id"])
         assert bad["status"] == "failed" and "ill-defined" in bad["error"] and "eap-ig-inputs" in bad["error"]
         ok = wait(client, start_run(client, ds["id"], method="eap-ig-inputs", ablation="mean")["id"])

@@ -7,6 +7,7 @@ import json
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
+from ...attribution import _check
 from ...metrics import METRICS
 from ..deps import Context, Page, api_error, get_ctx, get_run_or_404, paging
 from ..schemas import CancelResult, Error, Run, RunCreate, RunPatch, RunSummary
@@ -33,6 +34,7 @@ def create_run(body: RunCreate, ctx: Context = Depends(get_ctx)) -> dict:
         raise api_error(422, f"dataset {ds['id']} was tokenized for model {ds['model']!r}, not {model!r}; "
                         "upload it again for this model", field="dataset_id")
     check_metric(ctx, model, body.metric, ds["has_answers"])
+    check_method(ctx, model, body.method, body.ablation)
     try:
         run = ctx.store.create_run(model=model, dataset_id=ds["id"], method=body.method, metric=body.metric,
                                    ablation=body.ablation, batch_size=body.batch_size, ig_steps=body.ig_steps,
@@ -44,6 +46,18 @@ def create_run(body: RunCreate, ctx: Context = Depends(get_ctx)) -> dict:
         raise api_error(422, f"dataset {body.dataset_id!r} was deleted", field="dataset_id") from None
     ctx.jobs.submit(run["id"])
     return run
+
+
+def check_method(ctx: Context, model: str, method: str, ablation: str) -> None:
+    """An ill-defined method/ablation pair on this model (attribution.method_warnings) is a 422 now,
+    not a failed run later, when the model is loaded already (the upload loaded it; otherwise the
+    run job refuses it with the same message)."""
+    if not ctx.engine.models.cached(model):
+        return
+    try:
+        _check(method, ablation, ctx.engine.models.get(model))
+    except ValueError as e:
+        raise api_error(422, str(e), field="method") from None
 
 
 def check_metric(ctx: Context, model: str, metric: str, has_answers: bool) -> None:
