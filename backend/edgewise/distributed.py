@@ -75,10 +75,13 @@ def _loopback_only() -> None:
     processes read it from the environment, so both are set (unless the user set it)."""
     if "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" in os.environ:
         return
-    from ray._private import ray_constants
-
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:  # a private module (Ray 2.60): if a later Ray moves it, its child processes still read the env
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    except ImportError:
+        pass
 
 
 def actor_shape(resources: dict, cpus_per_worker: float = 1.0) -> tuple[tuple, dict, int]:
