@@ -30,7 +30,7 @@ import weakref
 
 import torch
 
-from .activations import HeadNorm, head_projection
+from .activations import HeadNorm, bmm_t, head_projection, matmul_t
 from .graph import Graph
 
 
@@ -202,8 +202,9 @@ def score_layer(graph: Graph, diff, scores, layer: int, rows: slice, U: torch.Te
     """scores[rows, the layer's q, k, v (, MLP, logits) columns from the `first`] += weight · diff[rows] · U
     (one matmul)."""
     n, c0, n_cols = rows.stop - rows.start, graph.head_inputs(layer).start + first, U.shape[0]
-    s = U.reshape(n_cols, -1) @ diff[rows].reshape(n, -1).T  # [n_cols, n]: ~15 % faster than diff @ Uᵀ (MKL, CPU)
+    s = matmul_t(U.reshape(n_cols, -1), diff[rows].reshape(n, -1))  # [n_cols, n]
     scores[rows, c0:c0 + n_cols] += weight * s.T.to(scores.dtype)
+
 
 
 class _HandBack(torch.autograd.Function):
@@ -262,11 +263,11 @@ class HeadWeights:
             _, vjp = torch.func.vjp(norm.module, x)
             return out.copy_(torch.vmap(vjp)(U.view(H, B, P, -1))[0].reshape(H, B * P, -1))
         if not norm.scale:  # no norm: the projection alone
-            return torch.bmm(g.permute(2, 0, 1, 3).reshape(H, B * P, e), Wl.transpose(1, 2), out=out)
+            return bmm_t(g.permute(2, 0, 1, 3).reshape(H, B * P, e), Wl, out)
         xs = x - x.mean(-1, keepdim=True) if norm.center else x
         sigma = norm.sigma(xs).to(g.dtype)  # [B, P, 1]
         gs = g / sigma[..., None]
-        U = torch.bmm(gs.permute(2, 0, 1, 3).reshape(H, B * P, e), Wl.transpose(1, 2), out=out)
+        U = bmm_t(gs.permute(2, 0, 1, 3).reshape(H, B * P, e), Wl, out)
         if constant_scale:
             return U
         base = q0[i * H:(i + 1) * H]
