@@ -206,7 +206,6 @@ def score_layer(graph: Graph, diff, scores, layer: int, rows: slice, U: torch.Te
     scores[rows, c0:c0 + n_cols] += weight * s.T.to(scores.dtype)
 
 
-
 class _HandBack(torch.autograd.Function):
     """Identity on q (k, v) forward; backward gives the attention input x the gradient
     Σ_h J_nᵀ W'_h g_h directly (module doc), and TransformerLens's own projection gets none."""
