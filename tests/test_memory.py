@@ -13,7 +13,7 @@ from edgewise.evaluate import CircuitEvaluator
 
 class Tracker:
     """Weak references to each batch's big tensors: its activations ([n_sources, B, P, d]), the
-    patched forward's prepared copy and every logits tensor the model returns."""
+    patched forward's prepared copy and δ buffer, and every logits tensor the model returns."""
 
     def __init__(self, model, monkeypatch):
         self.refs: list[weakref.ref] = []
@@ -31,8 +31,16 @@ class Tracker:
             self.refs += [weakref.ref(out.acts), weakref.ref(out.head_sums)]
             return out
 
+        scratch = patching.Patcher.scratch
+
+        def tracked_scratch(patcher, abl, shape):  # the δ buffer a batch keeps for its patched forwards
+            out = scratch(patcher, abl, shape)
+            self.refs.append(weakref.ref(abl.scratch))
+            return out
+
         monkeypatch.setattr(activations, "new_acts", tracked_acts)
         monkeypatch.setattr(patching.Patcher, "prepare", tracked_prepare)
+        monkeypatch.setattr(patching.Patcher, "scratch", tracked_scratch)
         self.handle = model.register_forward_hook(lambda mod, inp, out: self.refs.append(weakref.ref(out)))
 
     def alive(self) -> int:

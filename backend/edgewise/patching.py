@@ -16,6 +16,9 @@ layer and cost ~1.3× on their own):
     D = Σ_u δ_u (slots with a kept edge deviate; ln1's hook hands TransformerLens n(x + D));
   - ONE matmul over the δ rows gives the shift s of every deviating slot, plus the upstream part of
     the MLP (and logits) slot, a few tokens at a time so norms and projections read it from cache;
+    per circuit and slot s is Σ_removed w δ or D − Σ_kept (1 − w) δ (fewer terms), and on a CPU a
+    layer whose weights are mostly zero gathers its terms (embedding_bag) instead of a dense matmul;
+    δ is stored step-major (each step's rows contiguous, read in place) in a buffer the batch keeps;
   - a deviating slot's q = n(b + s) W_q + c (n the head-input norm, c = b_n W_q + b_q) needs no
     per-head norm copy. Few deviating slots: from TransformerLens's q_b of the base b,
         q = q_b + (q_b − c)(1/r − 1) + s W' / (σ_b r),   r² = 1 + (2 b·s + |s|²) / (d σ_b²)
@@ -31,6 +34,7 @@ import weakref
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from . import arch
 from .activations import HeadNorm, head_projection, residual_norms_center
@@ -47,6 +51,7 @@ class Ablated:
 
     acts: torch.Tensor       # [n_sources, B, P, d], centred when the norms centre
     head_sums: torch.Tensor  # [n_layers, B·P, d]: Σ over each layer's heads (D's update)
+    scratch: torch.Tensor | None = None  # the δ buffer its patched forwards reuse (Patcher.scratch)
 
 
 class Patcher:
@@ -61,6 +66,7 @@ class Patcher:
         # a norm after attention (Gemma-2/3, OLMo-2/3): a head writes w ⊙ (z_h W_O[h] + b_O/H) / σ_run (arch.py)
         self.post = [arch.post_attention_norm(model, layer) for layer in range(model.cfg.n_layers)]
         self._weights: dict[int, tuple] = {}
+        self._scratch = None  # weak reference to the δ buffer the live batches share
 
     @property
     def model(self):
@@ -72,6 +78,20 @@ class Patcher:
         g = self.graph
         sums = torch.stack([acts[g.head_sources(layer)].sum(0).flatten(0, 1) for layer in range(g.cfg.n_layers)])
         return Ablated(acts, sums)
+
+    def scratch(self, abl: Ablated, shape) -> torch.Tensor:
+        """The δ buffer of a patched forward, uninitialised. New memory costs a page fault per 4 KiB
+        at its first write (0.05-0.07 of a forward on GPT-2-small shape, CPU), so the batch keeps one
+        for all its forwards and frees it with itself; batches alive at once (an evaluator's cache)
+        share it, as forwards run one at a time."""
+        n, buf = torch.Size(shape).numel(), abl.scratch
+        if buf is None or buf.numel() < n:
+            buf = self._scratch() if self._scratch is not None else None
+            if buf is None or buf.numel() < n or (buf.dtype, buf.device) != (abl.acts.dtype, abl.acts.device):
+                buf = torch.empty(n, dtype=abl.acts.dtype, device=abl.acts.device)
+                self._scratch = weakref.ref(buf)
+            abl.scratch = buf
+        return buf[:n].view(shape)
 
     def weights(self, layer: int):
         """(W' [3H, d, d_head], c [3H, d_head], W_O [H, d_head, d], W [3H, d, d_head]) of a layer:
@@ -101,17 +121,32 @@ class Patcher:
         return out.view(C, *batch.clean.shape, -1)
 
 
+def token_step(n_tokens: int, n_cols: int, d: int, size: int) -> int:
+    """Tokens per step of the layers' matmuls: CHUNK bytes of slot inputs, a divisor of the
+    B·P tokens (each step's source rows are then one contiguous block of buf), else all of them."""
+    target = max(1, CHUNK // max(1, n_cols * d * size))
+    if n_tokens <= target:
+        return n_tokens
+    T = max(t for t in range(1, target + 1) if n_tokens % t == 0)
+    return T if 4 * T >= target else n_tokens
+
+
 class _Run:
-    """The hooks of one patched forward. buf [C, 1 + kept rows, B·P, d]: row 0 the running
-    D = Σ δ, then δ of each source some slot reads."""
+    """The hooks of one patched forward. buf [C, n_steps, 1 + kept rows, T, d], the B·P tokens in
+    steps of T: row 0 the running D = Σ δ, then δ of each source some slot reads; a step's rows
+    are one contiguous block (the layer's matmul, or its gather, reads them in place)."""
 
     def __init__(self, p: Patcher, plan: Plan, abl: Ablated, shape):
         self.p, self.plan, self.abl = p, plan, abl
         CB, P = shape
         self.B = abl.acts.shape[1]
         self.C, self.P, self.BP, self.d = CB // self.B, P, self.B * P, p.model.cfg.d_model
-        self.buf = torch.empty(self.C, 1 + plan.n_rows, self.BP, self.d, dtype=abl.acts.dtype, device=abl.acts.device)
-        self.buf[:, 0].zero_()
+        n_cols = max([lp["Wt"].shape[1] for lp in plan.layers if lp["Wt"] is not None], default=1)
+        self.T = token_step(self.BP, n_cols, self.d, abl.acts.element_size())
+        self.nk = self.BP // self.T
+        shape = (self.C, self.nk, 1 + plan.n_rows, self.T, self.d)
+        self.buf = p.scratch(abl, shape)
+        self.buf[:, :, 0].zero_()
         self.y = {}       # the current layer's MLP / logits shifts [C, B·P, d]
         self.heads = {}   # the current layer's deviating slots: projections, 1/r, σ_b
         self.base = None  # n(x + D) of a kept-edge layer, for ln1's hook
@@ -119,6 +154,10 @@ class _Run:
     def close(self):
         self.buf = self.base = self.abl = None
         self.y, self.heads = {}, {}
+
+    def steps(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., B·P, d] as [..., n_steps, T, d], the layout of a row of buf (a view of x when contiguous)."""
+        return x.reshape(*x.shape[:-2], self.nk, self.T, self.d)
 
     def hooks(self) -> list:
         g, plan = self.p.graph, self.plan
@@ -150,13 +189,13 @@ class _Run:
         keep, use_D = bool(self.plan.needed[row]), self.plan.use_D
         if not (keep or use_D):
             return
-        run = run.reshape(self.C, self.BP, self.d)
-        out = self.buf[:, 1 + int(self.plan.compact[row])] if keep else torch.empty_like(run)
-        torch.sub(self.abl.acts[row].reshape(1, self.BP, self.d), run, out=out)
+        run = self.steps(run.reshape(self.C, self.BP, self.d))
+        out = self.buf[:, :, 1 + int(self.plan.compact[row])] if keep else torch.empty_like(run)
+        torch.sub(self.steps(self.abl.acts[row].reshape(1, self.BP, self.d)), run, out=out)
         if self.p.center:
             out += run.mean(-1, keepdim=True)
         if use_D:
-            self.buf[:, 0] += out
+            self.buf[:, :, 0] += out
 
     def _write_row(self, row: int):
         def hook(x, hook):
@@ -177,8 +216,12 @@ class _Run:
         def hook(z, hook):  # z [C·B, P, H, d_head]; δ_h = a_abl(h) − z_h W_O[h] for the heads kept
             z = z.reshape(self.C, self.BP, -1, e)
             z = z if every else z[:, :, sel.to(z.device)]
+            T = self.T
             for c in range(self.C):
-                torch.baddbmm(abl, z[c].transpose(0, 1), W_O, alpha=-1.0, out=self.buf[c, r0:r0 + H])
+                zc = z[c].transpose(0, 1)
+                for k in range(self.nk):
+                    t = slice(k * T, (k + 1) * T)
+                    torch.baddbmm(abl[:, t], zc[:, t], W_O, alpha=-1.0, out=self.buf[c, k, r0:r0 + H])
         return [(f"blocks.{layer}.attn.hook_z", hook)]
 
     def _write_normed_heads(self, layer: int, sel, every: bool, r0: int, abl) -> list:
@@ -201,7 +244,7 @@ class _Run:
             sigma = scale.reshape(self.C, self.BP, 1)
             for c in range(self.C):
                 heads = torch.bmm(z[c].transpose(0, 1), W_O) + b
-                torch.sub(abl, heads / sigma[c] * w, out=self.buf[c, r0:r0 + H])
+                torch.sub(self.steps(abl), self.steps(heads / sigma[c] * w), out=self.buf[c, :, r0:r0 + H].transpose(0, 1))
         return [(f"blocks.{layer}.attn.hook_z", keep_z), (f"{prefix}.hook_scale", write)]
 
     def _heads_into_D(self, layer: int):
@@ -212,7 +255,7 @@ class _Run:
             run = (out.reshape(self.C, self.BP, self.d) - b_O)
             if self.p.center:
                 run = run - run.mean(-1, keepdim=True)
-            self.buf[:, 0] += self.abl.head_sums[layer] - run
+            self.buf[:, :, 0] += self.steps(self.abl.head_sums[layer] - run)
         return hook
 
     # ---- a layer's matmul, and the slots it serves
@@ -234,7 +277,7 @@ class _Run:
                 return
             b = x.reshape(self.C, self.BP, self.d)
             if lp["kept_mode"]:
-                b = b + self.buf[:, 0]
+                b = (self.steps(b) + self.buf[:, :, 0]).view(b.shape)
             bc = b - b.mean(-1, keepdim=True) if norm.center else b
             sigma = norm.sigma(bc) if norm.scale else None  # σ_b [C, B·P, 1]
             if lp["kept_mode"] and not lp["direct"]:  # TransformerLens projects n(x + D) for the other slots
@@ -255,12 +298,14 @@ class _Run:
         inv_r = torch.empty(C, n, BP, dtype=sigma.dtype, device=bc.device) if norm.scale and n else None
         extra = [k for k in ("mlp", "logits") if k in lp]
         self.y = {k: torch.empty(C, BP, d, dtype=bc.dtype, device=bc.device) for k in extra}
-        T = max(1, min(BP, CHUNK // max(1, Wt.shape[1] * d * bc.element_size())))  # slot inputs of a step: in cache
+        T = self.T
         for ci in range(C):
-            src = self.buf[ci, :rows].view(rows, BP * d)
-            for t0 in range(0, BP, T):
-                t1 = min(BP, t0 + T)
-                y = torch.mm(Wt[ci], src[:, t0 * d:t1 * d]).view(-1, t1 - t0, d)
+            terms = lp["terms"][ci] if lp["terms"] is not None else None
+            for step in range(self.nk):
+                t0, t1 = step * T, (step + 1) * T
+                src = self.buf[ci, step, :rows].view(rows, T * d)  # contiguous
+                y = (torch.mm(Wt[ci], src) if terms is None else  # few terms: a gather (patch_plan.sparse)
+                     F.embedding_bag(terms[0], src, terms[1], mode="sum", per_sample_weights=terms[2])).view(-1, T, d)
                 for k in extra:
                     self.y[k][ci, t0:t1] = y[lp[k]]
                 if not n:
@@ -334,14 +379,14 @@ class _Run:
         def hook(x, hook):
             xs = x.view(self.C, self.BP, self.d)
             if lp[key + "_D"]:  # the kept-edge base: every upstream source ablated
-                xs += self.buf[:, 0]
+                self.steps(xs).add_(self.buf[:, :, 0])
             if key in lp:
                 xs += self.y[key]
             rest = lp.get(key + "_rest")
             if rest is not None:
                 w, r0, n = rest
                 for c in range(self.C):
-                    xs[c] += (w[c] @ self.buf[c, r0:r0 + n].view(n, -1)).view(self.BP, self.d)
+                    xs[c].view(self.nk, -1).add_(w[c] @ self.buf[c, :, r0:r0 + n].flatten(2))
             return x
         return hook
 
