@@ -78,8 +78,9 @@ def test_two_runs_compute_at_once_with_in_process_scores(client, reference):
     assert ray["address"] == "local" and ray["gpus"] == 0 and 0 <= ray["busy"] <= 2
     a, b = wait(c, slow, timeout=120), wait(c, quick, timeout=120)
     assert a["status"] == b["status"] == "done", (a, b)
-    # queued second, done first: behind one device it would have waited for the whole exact run and its curve
-    assert b["started_at"] < a["finished_at"] and b["finished_at"] < a["finished_at"]
+    # the two ran at once: behind one device the second would start only after the first had finished
+    # (which finishes first depends on the machine: here exact patching came to outrun eap's whole run)
+    assert b["started_at"] < a["finished_at"] and a["started_at"] < b["finished_at"]
     assert_scores(c, slow, expected["exact"])
     assert_scores(c, quick, expected["eap"])
     r = c.post(f"/api/runs/{quick}/faithfulness", json={"top_k": 20})
