@@ -70,7 +70,8 @@ _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_l
 
 
 def _onednn(*ts: torch.Tensor) -> bool:
-    return _ONEDNN and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in ts)
+    # oneDNN refuses an empty inner dimension (plain matmul gives zeros): empty tensors take the plain path
+    return _ONEDNN and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.numel() for t in ts)
 
 
 def matmul_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
