@@ -19,7 +19,7 @@ import torch
 
 from ..circuit import FORMAT, Circuit, prune_connected
 from ..graph import Graph, GraphConfig
-from .engine import LRU
+from .engine import LRU, finite
 from .store import Store
 
 CHUNK = 20_000  # edges per chunk of a streamed answer
@@ -200,7 +200,5 @@ def pair_rows(pairs, tokenizer, values: dict, limit: int | None = None) -> list[
                              for t in (pairs.answer[i], pairs.wrong_answer[i]))
         out.append({"index": i, "clean": clean, "corrupted": corrupted, "answer": answer, "wrong_answer": wrong,
                     "clean_tokens": clean_tokens, "corrupted_tokens": corrupted_tokens,
-                    **{k: (v if math.isfinite(v) else None) for k, v in
-                       (("metric_clean", c), ("metric_corrupted", x), ("metric_circuit", m))},
-                    "normalized": norm if norm is not None and math.isfinite(norm) else None})
+                    **finite({"metric_clean": c, "metric_corrupted": x, "metric_circuit": m, "normalized": norm})})
     return out

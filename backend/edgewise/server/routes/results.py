@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ..deps import Context, api_error, get_ctx, get_run_or_404
 from ..device import DeviceBusy
-from ..engine import Unavailable
+from ..engine import Unavailable, finite
 from ...circuit import prune_connected
 from ..schemas import Curve, Edges, Error, FaithfulnessRequest, FaithfulnessResult, Mib, Pairs
 from ..views import CHUNK, RunScores, pair_rows
@@ -185,13 +185,10 @@ def cheap_faithfulness(ctx: Context, run: dict, view: RunScores, picked, prefix:
     if prefix:
         for p in ctx.store.get_curve(run["id"]):
             if p["k"] == len(picked):
-                return _finite({key: p[key] for key in KEYS})
+                return finite({key: p[key] for key in KEYS})
     try:
         f = ctx.engine.faithfulness_if_free(run, view.keep_mask(picked))
     except Unavailable:
         return None
-    return _finite({key: f[key] for key in KEYS}) if f else None
+    return finite({key: f[key] for key in KEYS}) if f else None
 
-
-def _finite(d: dict) -> dict:
-    return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in d.items()}
